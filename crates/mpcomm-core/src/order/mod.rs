@@ -1,0 +1,161 @@
+//! Ordering engines: in which order a peer hands messages to its application.
+//!
+//! Every peer receives the same messages, but the network delivers them in
+//! different orders at different peers. An *ordering engine* sits between the
+//! reliable links and the application and decides when each message may be
+//! delivered. The peer state machine feeds it records and asks it for the
+//! next deliverable one; the engine never touches the network itself.
+//!
+//! | order | guarantee | how |
+//! |---|---|---|
+//! | [`none`] | none: each peer delivers in its own arrival order | deliver on arrival |
+//! | [`fifo`] | each sender's messages in the order it sent them | deliver when the link releases them in sequence |
+//! | [`total`] | every peer delivers every message in the same order | Lamport stamps + hold-back queue |
+//!
+//! # The interface, and the orders to come
+//!
+//! [`Ordering`] is shaped so that further orders need no change to the link
+//! layer or to the peer state machine:
+//!
+//! * a **causal** order (vector clocks) attaches its vector to each outgoing
+//!   record through [`Ordering::outgoing_ext`] — the wire format reserves an
+//!   extension field on every record for it — and holds records back in
+//!   [`Ordering::on_fifo`] until their causal predecessors are delivered;
+//! * a **fixed sequencer** multicasts its ordering decisions as control
+//!   records, which it hands out through [`Ordering::poll_control`]; they
+//!   travel in the same reliable stream as data and come back to every
+//!   engine through [`Ordering::on_fifo`];
+//! * engines that, like `total`, need to hear from every member after each
+//!   message say so with [`Ordering::acks_to_all`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::Bytes;
+
+use crate::wire::{MemberId, Record};
+
+pub mod fifo;
+pub mod none;
+pub mod total;
+
+/// The delivery orders mpcomm implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OrderKind {
+    /// Arrival order: shows the problem the other orders solve.
+    None,
+    /// Per-sender FIFO order.
+    Fifo,
+    /// Total order with Lamport clocks.
+    Total,
+}
+
+impl OrderKind {
+    /// Every order, in a stable order.
+    pub const ALL: [OrderKind; 3] = [OrderKind::None, OrderKind::Fifo, OrderKind::Total];
+
+    /// The name used on the command line, in JSON and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderKind::None => "none",
+            OrderKind::Fifo => "fifo",
+            OrderKind::Total => "total",
+        }
+    }
+
+    /// A number identifying the order in the configuration digest.
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            OrderKind::None => 0,
+            OrderKind::Fifo => 1,
+            OrderKind::Total => 2,
+        }
+    }
+
+    /// Builds the engine for member `me` of a group of `members`.
+    pub fn engine(self, me: MemberId, members: usize) -> Box<dyn Ordering> {
+        match self {
+            OrderKind::None => Box::new(none::ArrivalOrder::new()),
+            OrderKind::Fifo => Box::new(fifo::FifoOrder::new()),
+            OrderKind::Total => Box::new(total::TotalOrder::new(me, members)),
+        }
+    }
+}
+
+impl fmt::Display for OrderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An order name that is not one of ours.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown order {0:?} (expected one of: none, fifo, total)")]
+pub struct UnknownOrder(pub String);
+
+impl FromStr for OrderKind {
+    type Err = UnknownOrder;
+
+    fn from_str(s: &str) -> Result<OrderKind, UnknownOrder> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(OrderKind::None),
+            "fifo" => Ok(OrderKind::Fifo),
+            "total" => Ok(OrderKind::Total),
+            _ => Err(UnknownOrder(s.to_string())),
+        }
+    }
+}
+
+/// An ordering engine. See the [module documentation](self).
+///
+/// Records reach the engine twice: once when they first arrive (possibly out
+/// of their sender's order: [`Ordering::on_arrival`]) and once when the
+/// reliable link releases them in their sender's order
+/// ([`Ordering::on_fifo`]). Each engine listens to the one it needs. A
+/// peer's own records take the same path, at the moment they are sent.
+pub trait Ordering: Send {
+    /// Which order this engine implements.
+    fn kind(&self) -> OrderKind;
+
+    /// A record seen for the first time, before any reordering. Duplicates
+    /// never reach the engine.
+    fn on_arrival(&mut self, _rec: &Record) {}
+
+    /// A record released by the reliable link in its sender's order.
+    fn on_fifo(&mut self, rec: Record);
+
+    /// `from` promised that every record it sends from now on (that we have
+    /// not yet received) is stamped above `clock`.
+    fn on_bound(&mut self, _from: MemberId, _clock: u64) {}
+
+    /// The next record (data or end-of-stream) that may be delivered now.
+    fn poll_deliver(&mut self) -> Option<Record>;
+
+    /// Records held back, waiting to be delivered.
+    fn pending(&self) -> usize;
+
+    /// Whether the next delivery is waiting for news from `member`: the peer
+    /// then asks that member for its state if the wait grows long (a lost
+    /// acknowledgement would otherwise stall the queue).
+    fn blocked_on(&self, _member: MemberId) -> bool {
+        false
+    }
+
+    /// Whether every member must hear from us after we receive a record (the
+    /// `total` order's implicit acknowledgements), not just its sender.
+    fn acks_to_all(&self) -> bool {
+        false
+    }
+
+    /// The extension to attach to our next outgoing record (e.g. a vector
+    /// clock). Empty by default.
+    fn outgoing_ext(&mut self) -> Bytes {
+        Bytes::new()
+    }
+
+    /// A control record the engine wants multicast (e.g. a sequencer's
+    /// ordering decision). None by default.
+    fn poll_control(&mut self) -> Option<Bytes> {
+        None
+    }
+}
