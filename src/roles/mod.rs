@@ -1,0 +1,5 @@
+//! The processes of the system, as library code: each role binds its
+//! sockets, serves, and stops on request. The CLI (`src/cli/`) only parses
+//! arguments and calls into these modules.
+
+pub mod group_manager;
