@@ -81,7 +81,10 @@ impl Config {
             return Err(ConfigError::GroupSize(self.members));
         }
         if usize::from(self.me) >= self.members {
-            return Err(ConfigError::NotAMember { me: self.me, members: self.members });
+            return Err(ConfigError::NotAMember {
+                me: self.me,
+                members: self.members,
+            });
         }
         if self.window == 0 || self.window > 1 << 20 {
             return Err(ConfigError::Window(self.window));
@@ -89,7 +92,10 @@ impl Config {
         if self.min_rto.is_zero() || self.min_rto > self.max_rto {
             return Err(ConfigError::Rto);
         }
-        if self.keepalive.is_zero() || self.keepalive >= self.peer_timeout || self.hello_interval.is_zero() {
+        if self.keepalive.is_zero()
+            || self.keepalive >= self.peer_timeout
+            || self.hello_interval.is_zero()
+        {
             return Err(ConfigError::Timeouts);
         }
         Ok(())

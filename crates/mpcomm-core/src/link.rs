@@ -61,7 +61,13 @@ impl RttEstimator {
     /// An estimator that answers `initial` until it has a first sample, and
     /// keeps its RTO within `min..=max`.
     pub fn new(initial: Duration, min: Duration, max: Duration) -> RttEstimator {
-        RttEstimator { srtt: None, rttvar: Duration::ZERO, initial, min, max }
+        RttEstimator {
+            srtt: None,
+            rttvar: Duration::ZERO,
+            initial,
+            min,
+            max,
+        }
     }
 
     /// Feeds one round-trip measurement.
@@ -187,7 +193,13 @@ impl SendStream {
                 backoff: 1,
             })
             .collect();
-        SendStream { me, base: 0, buf: VecDeque::with_capacity(window.min(4096)), window, links }
+        SendStream {
+            me,
+            base: 0,
+            buf: VecDeque::with_capacity(window.min(4096)),
+            window,
+            links,
+        }
     }
 
     /// The `link_seq` the next record will get (= records put in so far).
@@ -209,7 +221,11 @@ impl SendStream {
     /// The caller checks [`SendStream::can_push`] first.
     pub fn push(&mut self, rec: Record) {
         debug_assert_eq!(rec.link_seq, self.next_seq());
-        self.buf.push_back(Outgoing { rec, first_sent: None, retransmitted: false });
+        self.buf.push_back(Outgoing {
+            rec,
+            first_sent: None,
+            retransmitted: false,
+        });
         if self.links.len() <= 1 {
             self.release_acked(); // alone in the group: nobody to wait for
         }
@@ -265,7 +281,9 @@ impl SendStream {
             count.retransmitted += 1;
         }
         while link.next_new < next_seq {
-            let Some(out) = self.buf.get_mut((link.next_new - base) as usize) else { break };
+            let Some(out) = self.buf.get_mut((link.next_new - base) as usize) else {
+                break;
+            };
             if !w.push_record(&out.rec) {
                 break;
             }
@@ -280,10 +298,21 @@ impl SendStream {
     }
 
     /// Applies an acknowledgement from `from`.
-    pub fn on_ack(&mut self, from: MemberId, cum: u64, sack: Sack, now: Time) -> Result<(), AckError> {
-        let Some(link) = self.links.get_mut(usize::from(from)) else { return Ok(()) };
+    pub fn on_ack(
+        &mut self,
+        from: MemberId,
+        cum: u64,
+        sack: Sack,
+        now: Time,
+    ) -> Result<(), AckError> {
+        let Some(link) = self.links.get_mut(usize::from(from)) else {
+            return Ok(());
+        };
         if cum > link.next_new {
-            return Err(AckError::AcksUnsent { cum, sent: link.next_new });
+            return Err(AckError::AcksUnsent {
+                cum,
+                sent: link.next_new,
+            });
         }
         if cum < link.acked {
             return Ok(()); // an old ack, overtaken by a newer one
@@ -306,7 +335,9 @@ impl SendStream {
         // Fast retransmit: holes with enough later records acknowledged.
         if let Some(high) = sack.highest() {
             let highest_seq = cum + 1 + high;
-            let limit = highest_seq.saturating_sub(FAST_RTX_THRESHOLD - 1).min(link.next_new);
+            let limit = highest_seq
+                .saturating_sub(FAST_RTX_THRESHOLD - 1)
+                .min(link.next_new);
             let mut seq = link.fast_mark.max(cum);
             while seq < limit && link.rtx.len() < 4 * RTX_BURST {
                 if !link.is_sacked(seq) {
@@ -342,7 +373,9 @@ impl SendStream {
     pub fn on_timeout(&mut self, now: Time) {
         let next_seq = self.next_seq();
         for link in &mut self.links {
-            let Some(deadline) = link.rtx_deadline else { continue };
+            let Some(deadline) = link.rtx_deadline else {
+                continue;
+            };
             if deadline > now {
                 continue;
             }
@@ -398,7 +431,12 @@ impl RecvStream {
     /// A receiver that buffers at most `window` records past its in-order
     /// prefix.
     pub fn new(window: usize) -> RecvStream {
-        RecvStream { next: 0, early: BTreeMap::new(), window: window as u64, pending_bound: None }
+        RecvStream {
+            next: 0,
+            early: BTreeMap::new(),
+            window: window as u64,
+            pending_bound: None,
+        }
     }
 
     /// Records released in order so far.
@@ -443,7 +481,11 @@ impl RecvStream {
     /// The cumulative and selective acknowledgement of this stream.
     pub fn ack(&self) -> (u64, Sack) {
         let mut sack = Sack::empty();
-        for &seq in self.early.range(self.next + 1..self.next + 1 + Sack::SPAN).map(|(k, _)| k) {
+        for &seq in self
+            .early
+            .range(self.next + 1..self.next + 1 + Sack::SPAN)
+            .map(|(k, _)| k)
+        {
             sack.set(seq - self.next - 1);
         }
         (self.next, sack)
@@ -495,13 +537,25 @@ mod tests {
     }
 
     fn rtt() -> RttEstimator {
-        RttEstimator::new(Duration::from_millis(100), Duration::from_millis(1), Duration::from_secs(1))
+        RttEstimator::new(
+            Duration::from_millis(100),
+            Duration::from_millis(1),
+            Duration::from_secs(1),
+        )
     }
 
     /// Sends whatever `s` has for `to` and returns the record numbers written.
     fn drain(s: &mut SendStream, to: MemberId, now: Time) -> Vec<u64> {
         let mut buf = [0u8; MAX_DATAGRAM];
-        let mut w = DatagramWriter::new(&mut buf, Header { run_id: 1, from: 0, to }).unwrap();
+        let mut w = DatagramWriter::new(
+            &mut buf,
+            Header {
+                run_id: 1,
+                from: 0,
+                to,
+            },
+        )
+        .unwrap();
         s.fill(to, &mut w, now);
         let len = w.finish();
         if len == crate::wire::HEADER_LEN {
@@ -562,13 +616,23 @@ mod tests {
         sack.set(1); // record 3 = cum(1) + 1 + 1
         sack.set(2);
         s.on_ack(1, 1, sack, Time::from_millis(5)).unwrap();
-        assert!(s.has_pending(1), "hole 1 is fast-retransmitted (3 later records known)");
+        assert!(
+            s.has_pending(1),
+            "hole 1 is fast-retransmitted (3 later records known)"
+        );
         assert_eq!(drain(&mut s, 1, Time::from_millis(5)), vec![1]);
         let d1 = s.next_deadline().unwrap();
         s.on_timeout(d1);
-        assert_eq!(drain(&mut s, 1, d1), vec![1, 2], "the timeout resends the unsacked ones");
+        assert_eq!(
+            drain(&mut s, 1, d1),
+            vec![1, 2],
+            "the timeout resends the unsacked ones"
+        );
         let d2 = s.next_deadline().unwrap();
-        assert!(d2.saturating_since(d1) >= 2 * d1.saturating_since(Time::from_millis(5)) - Duration::from_millis(1));
+        assert!(
+            d2.saturating_since(d1)
+                >= 2 * d1.saturating_since(Time::from_millis(5)) - Duration::from_millis(1)
+        );
         s.on_ack(1, 5, Sack::empty(), d2).unwrap();
         assert!(s.all_acked());
         assert_eq!(s.next_deadline(), None);
@@ -585,9 +649,16 @@ mod tests {
         assert!(r.ack().1.get(0));
         assert_eq!(r.classify(1), Arrival::Duplicate);
         assert_eq!(r.classify(4), Arrival::OutOfWindow);
-        assert_eq!(r.bound_from_ack(2, 10), None, "bound waits for records 0 and 1");
+        assert_eq!(
+            r.bound_from_ack(2, 10),
+            None,
+            "bound waits for records 0 and 1"
+        );
         r.insert(rec(0), &mut out);
-        assert_eq!(out.iter().map(|r| r.link_seq).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(
+            out.iter().map(|r| r.link_seq).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
         assert_eq!(r.take_ready_bound(), Some(10));
         assert_eq!(r.classify(0), Arrival::Duplicate);
         assert_eq!(r.bound_from_ack(1, 7), Some(7));

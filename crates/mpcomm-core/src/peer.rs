@@ -57,8 +57,8 @@ use crate::link::{Arrival, RecvStream, RttEstimator, SendStream};
 use crate::order::{OrderKind, Ordering};
 use crate::time::Time;
 use crate::wire::{
-    Ack, Datagram, DatagramWriter, DecodeError, Frame, Header, Hello, MAX_EXT, MAX_PAYLOAD, MemberId, Record,
-    RecordKind,
+    Ack, Datagram, DatagramWriter, DecodeError, Frame, Header, Hello, MAX_EXT, MAX_PAYLOAD,
+    MemberId, Record, RecordKind,
 };
 
 /// A message delivered to the application.
@@ -368,7 +368,12 @@ impl Peer {
             Phase::Failed => true,
             Phase::Completed => {
                 let me = usize::from(self.cfg.me);
-                self.send.all_acked() && self.members.iter().enumerate().all(|(k, m)| k == me || m.done)
+                self.send.all_acked()
+                    && self
+                        .members
+                        .iter()
+                        .enumerate()
+                        .all(|(k, m)| k == me || m.done)
             }
             _ => false,
         }
@@ -391,7 +396,11 @@ impl Peer {
 
     /// Smoothed round-trip time to `member`, once measured.
     pub fn srtt(&self, member: MemberId) -> Option<Duration> {
-        if usize::from(member) < self.cfg.members { self.send.srtt(member) } else { None }
+        if usize::from(member) < self.cfg.members {
+            self.send.srtt(member)
+        } else {
+            None
+        }
     }
 
     /// The next event, if any.
@@ -416,7 +425,13 @@ impl Peer {
     /// [`Peer::multicast`] refuses.
     pub fn finish(&mut self, now: Time) -> Result<(), SendError> {
         self.check_can_send()?;
-        self.push_own(now, RecordKind::EndOfStream { count: self.next_app_seq }, Bytes::new());
+        self.push_own(
+            now,
+            RecordKind::EndOfStream {
+                count: self.next_app_seq,
+            },
+            Bytes::new(),
+        );
         self.finished = true;
         Ok(())
     }
@@ -611,7 +626,11 @@ impl Peer {
         if delivered_any {
             self.stall_deadline = None;
             self.stall_backoff = 1;
-            if self.phase == Phase::Running && self.members.iter().all(|m| m.eos.is_some_and(|c| m.data_delivered >= c))
+            if self.phase == Phase::Running
+                && self
+                    .members
+                    .iter()
+                    .all(|m| m.eos.is_some_and(|c| m.data_delivered >= c))
             {
                 self.phase = Phase::Completed;
                 self.events.push_back(Event::Completed);
@@ -642,8 +661,12 @@ impl Peer {
     /// round trip never triggers it.
     fn stall_interval(&self) -> Duration {
         let me = self.cfg.me;
-        let rto = (0..self.cfg.members as MemberId).filter(|k| *k != me).map(|k| self.send.rto(k)).max();
-        rto.unwrap_or(self.cfg.min_rto).saturating_mul(self.stall_backoff)
+        let rto = (0..self.cfg.members as MemberId)
+            .filter(|k| *k != me)
+            .map(|k| self.send.rto(k))
+            .max();
+        rto.unwrap_or(self.cfg.min_rto)
+            .saturating_mul(self.stall_backoff)
     }
 
     fn fail(&mut self, err: PeerError) {
@@ -655,7 +678,9 @@ impl Peer {
     fn needs(&self, k: usize) -> bool {
         let m = &self.members[k];
         let id = k as MemberId;
-        self.send.outstanding(id) || self.engine.blocked_on(id) || m.eos.is_none_or(|c| m.data_delivered < c)
+        self.send.outstanding(id)
+            || self.engine.blocked_on(id)
+            || m.eos.is_none_or(|c| m.data_delivered < c)
     }
 
     /// Handles timers that are due at `now`.
@@ -665,11 +690,20 @@ impl Peer {
             Phase::Handshake => {
                 let deadline = self.started + self.cfg.handshake_timeout;
                 if now >= deadline {
-                    let missing: Vec<MemberId> =
-                        (0..self.cfg.members).filter(|k| !self.members[*k].alive).map(|k| k as MemberId).collect();
-                    let mismatched =
-                        missing.iter().copied().filter(|k| self.members[usize::from(*k)].mismatched).collect();
-                    self.fail(PeerError::HandshakeTimeout { missing, mismatched, after: self.cfg.handshake_timeout });
+                    let missing: Vec<MemberId> = (0..self.cfg.members)
+                        .filter(|k| !self.members[*k].alive)
+                        .map(|k| k as MemberId)
+                        .collect();
+                    let mismatched = missing
+                        .iter()
+                        .copied()
+                        .filter(|k| self.members[usize::from(*k)].mismatched)
+                        .collect();
+                    self.fail(PeerError::HandshakeTimeout {
+                        missing,
+                        mismatched,
+                        after: self.cfg.handshake_timeout,
+                    });
                     return;
                 }
             }
@@ -720,14 +754,18 @@ impl Peer {
                 silent.push(k as MemberId);
                 longest = longest.max(quiet);
             } else if quiet >= self.cfg.keepalive
-                && m.last_request.is_none_or(|t| now.saturating_since(t) >= self.cfg.keepalive)
+                && m.last_request
+                    .is_none_or(|t| now.saturating_since(t) >= self.cfg.keepalive)
             {
                 m.want_reply = true;
                 m.last_request = Some(now);
             }
         }
         if !silent.is_empty() {
-            self.fail(PeerError::Unresponsive { peers: silent, silent_for: longest });
+            self.fail(PeerError::Unresponsive {
+                peers: silent,
+                silent_for: longest,
+            });
             return;
         }
         // Check a few times per keepalive period, so a request goes out
@@ -792,15 +830,25 @@ impl Peer {
             self.rr = (k + 1) % n;
             self.stats.datagrams_sent += 1;
             self.stats.bytes_sent += len as u64;
-            return Some(Transmit { to: k as MemberId, len });
+            return Some(Transmit {
+                to: k as MemberId,
+                len,
+            });
         }
         None
     }
 
     fn build_datagram(&mut self, k: usize, now: Time, buf: &mut [u8]) -> Option<usize> {
-        let header = Header { run_id: self.cfg.run_id, from: self.cfg.me, to: k as MemberId };
+        let header = Header {
+            run_id: self.cfg.run_id,
+            from: self.cfg.me,
+            to: k as MemberId,
+        };
         let mut w = DatagramWriter::new(buf, header)?;
-        let hello = Hello { members: self.cfg.members as u16, digest: self.digest };
+        let hello = Hello {
+            members: self.cfg.members as u16,
+            digest: self.digest,
+        };
         let in_handshake = self.phase == Phase::Handshake;
         let m = &mut self.members[k];
         if in_handshake && !m.hello_acked && m.hello_next <= now && w.push_hello(hello, false) {
@@ -866,7 +914,9 @@ mod tests {
     }
 
     fn group(n: usize, order: OrderKind) -> Vec<Peer> {
-        (0..n).map(|i| Peer::new(Config::new(7, i as MemberId, n, order), Time::ZERO).unwrap()).collect()
+        (0..n)
+            .map(|i| Peer::new(Config::new(7, i as MemberId, n, order), Time::ZERO).unwrap())
+            .collect()
     }
 
     fn events(p: &mut Peer) -> Vec<Event> {
@@ -876,7 +926,10 @@ mod tests {
     #[test]
     fn handshake_then_total_order_run() {
         let mut peers = group(3, OrderKind::Total);
-        assert_eq!(peers[0].multicast(Time::ZERO, Bytes::from_static(b"x")), Err(SendError::NotReady));
+        assert_eq!(
+            peers[0].multicast(Time::ZERO, Bytes::from_static(b"x")),
+            Err(SendError::NotReady)
+        );
         exchange(&mut peers, Time::ZERO);
         for p in peers.iter_mut() {
             assert_eq!(events(p), vec![Event::Ready]);
@@ -902,7 +955,10 @@ mod tests {
             sequences.push(seq);
         }
         assert_eq!(sequences[0].len(), 2);
-        assert!(sequences.iter().all(|s| *s == sequences[0]), "{sequences:?}");
+        assert!(
+            sequences.iter().all(|s| *s == sequences[0]),
+            "{sequences:?}"
+        );
         assert!(peers.iter().all(|p| p.is_quiescent()));
         assert_eq!(peers[0].stats().dropped(), 0);
     }
@@ -926,7 +982,9 @@ mod tests {
         let deadline = Time::ZERO + p.config().handshake_timeout;
         p.handle_timeout(deadline);
         match events(&mut p).as_slice() {
-            [Event::Failed(PeerError::HandshakeTimeout { missing, .. })] => assert_eq!(missing, &vec![0, 2, 3]),
+            [Event::Failed(PeerError::HandshakeTimeout { missing, .. })] => {
+                assert_eq!(missing, &vec![0, 2, 3])
+            }
             other => panic!("unexpected {other:?}"),
         }
         assert!(p.poll_timeout().is_none());
@@ -935,7 +993,8 @@ mod tests {
     #[test]
     fn a_group_of_one_completes_alone() {
         let mut p = Peer::new(Config::new(1, 0, 1, OrderKind::Total), Time::ZERO).unwrap();
-        p.multicast(Time::ZERO, Bytes::from_static(b"solo")).unwrap();
+        p.multicast(Time::ZERO, Bytes::from_static(b"solo"))
+            .unwrap();
         p.finish(Time::ZERO).unwrap();
         let ev = events(&mut p);
         assert_eq!(ev.first(), Some(&Event::Ready));
@@ -955,7 +1014,10 @@ mod tests {
         exchange(&mut peers, Time::ZERO);
         peers[0].multicast(Time::ZERO, Bytes::new()).unwrap();
         peers[0].multicast(Time::ZERO, Bytes::new()).unwrap();
-        assert_eq!(peers[0].multicast(Time::ZERO, Bytes::new()), Err(SendError::WindowFull));
+        assert_eq!(
+            peers[0].multicast(Time::ZERO, Bytes::new()),
+            Err(SendError::WindowFull)
+        );
         exchange(&mut peers, Time::ZERO);
         assert!(peers[0].can_send(), "acks freed the window");
     }

@@ -73,7 +73,12 @@ impl AddAssign<Duration> for Time {
 
 impl fmt::Display for Time {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:06}s", self.0 / 1_000_000_000, (self.0 / 1_000) % 1_000_000)
+        write!(
+            f,
+            "{}.{:06}s",
+            self.0 / 1_000_000_000,
+            (self.0 / 1_000) % 1_000_000
+        )
     }
 }
 
@@ -85,9 +90,15 @@ mod tests {
     fn arithmetic_saturates() {
         let t = Time::from_millis(5);
         assert_eq!(t + Duration::from_millis(1), Time::from_millis(6));
-        assert_eq!(Time::from_nanos(u64::MAX - 1) + Duration::from_secs(1), Time::from_nanos(u64::MAX));
+        assert_eq!(
+            Time::from_nanos(u64::MAX - 1) + Duration::from_secs(1),
+            Time::from_nanos(u64::MAX)
+        );
         assert_eq!(Time::ZERO.saturating_since(t), Duration::ZERO);
-        assert_eq!(t.saturating_since(Time::from_millis(2)), Duration::from_millis(3));
+        assert_eq!(
+            t.saturating_since(Time::from_millis(2)),
+            Duration::from_millis(3)
+        );
         assert_eq!(t.to_string(), "0.005000s");
     }
 }

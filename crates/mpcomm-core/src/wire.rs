@@ -137,7 +137,10 @@ impl Sack {
 
     /// An empty SACK: nothing received past `cum`.
     pub const fn empty() -> Sack {
-        Sack { words: [0; SACK_MAX_WORDS], len: 0 }
+        Sack {
+            words: [0; SACK_MAX_WORDS],
+            len: 0,
+        }
     }
 
     /// Marks record `cum + 1 + offset` as received; offsets past [`Sack::SPAN`]
@@ -171,7 +174,10 @@ impl Sack {
 
     fn encoded_words(&self) -> usize {
         // Trailing zero words need not be sent.
-        (0..self.len as usize).rev().find(|&w| self.words[w] != 0).map_or(0, |w| w + 1)
+        (0..self.len as usize)
+            .rev()
+            .find(|&w| self.words[w] != 0)
+            .map_or(0, |w| w + 1)
     }
 }
 
@@ -326,7 +332,11 @@ impl Datagram {
         if flags != 0 {
             return Err(DecodeError::ReservedFlags(flags));
         }
-        let header = Header { run_id: h.get_u64(), from: h.get_u16(), to: h.get_u16() };
+        let header = Header {
+            run_id: h.get_u64(),
+            from: h.get_u16(),
+            to: h.get_u16(),
+        };
         let body = bytes.slice(HEADER_LEN..);
         if body.is_empty() {
             return Err(DecodeError::NoFrames);
@@ -348,7 +358,11 @@ impl Datagram {
 
     /// The frames, in the order they were written.
     pub fn frames(&self) -> Frames<'_> {
-        Frames { body: &self.body, offset: 0, from: self.header.from }
+        Frames {
+            body: &self.body,
+            offset: 0,
+            from: self.header.from,
+        }
     }
 }
 
@@ -376,7 +390,11 @@ impl Iterator for Frames<'_> {
 }
 
 /// Decodes the frame starting at `offset`; returns it and the next offset.
-fn decode_frame(body: &Bytes, offset: usize, from: MemberId) -> Result<(Frame, usize), DecodeError> {
+fn decode_frame(
+    body: &Bytes,
+    offset: usize,
+    from: MemberId,
+) -> Result<(Frame, usize), DecodeError> {
     let rest = &body[offset..];
     if rest.len() < FRAME_PREFIX_LEN {
         return Err(DecodeError::Truncated { offset });
@@ -395,8 +413,15 @@ fn decode_frame(body: &Bytes, offset: usize, from: MemberId) -> Result<(Frame, u
             if len != HELLO_LEN {
                 return Err(bad_length);
             }
-            let hello = Hello { members: b.get_u16(), digest: b.get_u64() };
-            if kind == kind::HELLO { Frame::Hello(hello) } else { Frame::HelloAck(hello) }
+            let hello = Hello {
+                members: b.get_u16(),
+                digest: b.get_u64(),
+            };
+            if kind == kind::HELLO {
+                Frame::Hello(hello)
+            } else {
+                Frame::HelloAck(hello)
+            }
         }
         kind::ACK => {
             if len < ACK_FIXED_LEN {
@@ -490,7 +515,10 @@ impl<'a> DatagramWriter<'a> {
         buf[4..12].copy_from_slice(&header.run_id.to_be_bytes());
         buf[12..14].copy_from_slice(&header.from.to_be_bytes());
         buf[14..16].copy_from_slice(&header.to.to_be_bytes());
-        Some(DatagramWriter { buf, len: HEADER_LEN })
+        Some(DatagramWriter {
+            buf,
+            len: HEADER_LEN,
+        })
     }
 
     /// Bytes written so far (header included).
@@ -523,7 +551,9 @@ impl<'a> DatagramWriter<'a> {
     /// Appends a HELLO (`ack == false`) or HELLO_ACK frame.
     pub fn push_hello(&mut self, hello: Hello, ack: bool) -> bool {
         let kind = if ack { kind::HELLO_ACK } else { kind::HELLO };
-        let Some(out) = self.frame(kind, HELLO_LEN) else { return false };
+        let Some(out) = self.frame(kind, HELLO_LEN) else {
+            return false;
+        };
         out[0..2].copy_from_slice(&hello.members.to_be_bytes());
         out[2..10].copy_from_slice(&hello.digest.to_be_bytes());
         true
@@ -537,11 +567,14 @@ impl<'a> DatagramWriter<'a> {
     /// Appends an ACK frame.
     pub fn push_ack(&mut self, ack: &Ack) -> bool {
         let words = ack.sack.encoded_words();
-        let Some(out) = self.frame(kind::ACK, ACK_FIXED_LEN + 8 * words) else { return false };
+        let Some(out) = self.frame(kind::ACK, ACK_FIXED_LEN + 8 * words) else {
+            return false;
+        };
         out[0..8].copy_from_slice(&ack.cum.to_be_bytes());
         out[8..16].copy_from_slice(&ack.clock.to_be_bytes());
         out[16..24].copy_from_slice(&ack.sent.to_be_bytes());
-        out[24] = if ack.done { ACK_DONE } else { 0 } | if ack.want_reply { ACK_WANT_REPLY } else { 0 };
+        out[24] =
+            if ack.done { ACK_DONE } else { 0 } | if ack.want_reply { ACK_WANT_REPLY } else { 0 };
         out[25] = words as u8;
         for (w, chunk) in out[ACK_FIXED_LEN..].chunks_exact_mut(8).enumerate() {
             chunk.copy_from_slice(&ack.sack.words[w].to_be_bytes());
@@ -567,7 +600,9 @@ impl<'a> DatagramWriter<'a> {
             RecordKind::Control => (kind::CONTROL, 0),
         };
         let body_len = RECORD_FIXED_LEN + rec.ext.len() + rec.payload.len();
-        let Some(out) = self.frame(kind, body_len) else { return false };
+        let Some(out) = self.frame(kind, body_len) else {
+            return false;
+        };
         out[0..8].copy_from_slice(&rec.link_seq.to_be_bytes());
         out[8..16].copy_from_slice(&value.to_be_bytes());
         out[16..24].copy_from_slice(&rec.stamp.to_be_bytes());
@@ -612,12 +647,23 @@ mod tests {
     use proptest::prelude::*;
 
     fn header() -> Header {
-        Header { run_id: 0x0102_0304_0506_0708, from: 3, to: 1 }
+        Header {
+            run_id: 0x0102_0304_0506_0708,
+            from: 3,
+            to: 1,
+        }
     }
 
     #[test]
     fn header_layout_is_as_documented() {
-        let bytes = encode(header(), &[Frame::Hello(Hello { members: 4, digest: 9 })]).unwrap();
+        let bytes = encode(
+            header(),
+            &[Frame::Hello(Hello {
+                members: 4,
+                digest: 9,
+            })],
+        )
+        .unwrap();
         assert_eq!(&bytes[..4], b"MP\x01\x00");
         assert_eq!(&bytes[4..12], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(&bytes[12..16], &[0, 3, 0, 1]);
@@ -625,13 +671,59 @@ mod tests {
         assert_eq!(bytes.len(), HEADER_LEN + FRAME_PREFIX_LEN + HELLO_LEN);
     }
 
+    /// The worked example of `docs/protocol.md`, byte for byte.
+    #[test]
+    fn the_documented_example_is_exact() {
+        let h = Header {
+            run_id: 0x2a,
+            from: 2,
+            to: 0,
+        };
+        let ack = Ack {
+            cum: 5,
+            sack: Sack::empty(),
+            clock: 9,
+            sent: 3,
+            done: false,
+            want_reply: false,
+        };
+        let rec = Record {
+            sender: 2,
+            link_seq: 2,
+            kind: RecordKind::Data { seq: 2 },
+            stamp: 9,
+            ext: Bytes::new(),
+            payload: Bytes::from_static(b"hi"),
+        };
+        let bytes = encode(h, &[Frame::Ack(ack), Frame::Record(rec)]).unwrap();
+        let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let expected = "4d 50 01 00 00 00 00 00 00 00 00 2a 00 02 00 00 \
+                        03 00 1a 00 00 00 00 00 00 00 05 00 00 00 00 00 00 00 09 00 00 00 00 00 00 00 03 00 00 \
+                        04 00 1b 00 00 00 00 00 00 00 02 00 00 00 00 00 00 00 02 00 00 00 00 00 00 00 09 00 68 69";
+        assert_eq!(
+            hex.join(" "),
+            expected.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        assert_eq!(bytes.len(), 75);
+    }
+
     #[test]
     fn typed_errors_for_garbage() {
-        let ok = encode(header(), &[Frame::Hello(Hello { members: 4, digest: 9 })]).unwrap();
+        let ok = encode(
+            header(),
+            &[Frame::Hello(Hello {
+                members: 4,
+                digest: 9,
+            })],
+        )
+        .unwrap();
         let parse = |b: &[u8]| Datagram::parse(Bytes::copy_from_slice(b)).map(|_| ());
         assert_eq!(parse(&ok[..5]), Err(DecodeError::TooShort { len: 5 }));
         assert_eq!(parse(&ok[..HEADER_LEN]), Err(DecodeError::NoFrames));
-        assert_eq!(parse(&ok[..ok.len() - 1]), Err(DecodeError::Truncated { offset: 0 }));
+        assert_eq!(
+            parse(&ok[..ok.len() - 1]),
+            Err(DecodeError::Truncated { offset: 0 })
+        );
         let mut bad = ok.clone();
         bad[0] = b'X';
         assert_eq!(parse(&bad), Err(DecodeError::BadMagic));
@@ -640,15 +732,33 @@ mod tests {
         assert_eq!(parse(&bad), Err(DecodeError::UnsupportedVersion(9)));
         let mut bad = ok.clone();
         bad[16] = 0x7f;
-        assert_eq!(parse(&bad), Err(DecodeError::UnknownKind { offset: 0, kind: 0x7f }));
-        assert_eq!(parse(&vec![0; MAX_DATAGRAM + 1]), Err(DecodeError::TooLong { len: MAX_DATAGRAM + 1 }));
+        assert_eq!(
+            parse(&bad),
+            Err(DecodeError::UnknownKind {
+                offset: 0,
+                kind: 0x7f
+            })
+        );
+        assert_eq!(
+            parse(&vec![0; MAX_DATAGRAM + 1]),
+            Err(DecodeError::TooLong {
+                len: MAX_DATAGRAM + 1
+            })
+        );
     }
 
     #[test]
     fn the_largest_record_always_fits_beside_a_full_ack() {
         let mut sack = Sack::empty();
         sack.set(Sack::SPAN - 1);
-        let ack = Ack { cum: 1, sack, clock: 2, sent: 3, done: false, want_reply: false };
+        let ack = Ack {
+            cum: 1,
+            sack,
+            clock: 2,
+            sent: 3,
+            done: false,
+            want_reply: false,
+        };
         let rec = Record {
             sender: 3,
             link_seq: 0,
@@ -677,7 +787,8 @@ mod tests {
     }
 
     fn arb_frame() -> impl Strategy<Value = Frame> {
-        let hello = (any::<u16>(), any::<u64>()).prop_map(|(members, digest)| Hello { members, digest });
+        let hello =
+            (any::<u16>(), any::<u64>()).prop_map(|(members, digest)| Hello { members, digest });
         let sack = proptest::collection::vec(0..Sack::SPAN, 0..20).prop_map(|offs| {
             let mut s = Sack::empty();
             for o in offs {
@@ -685,24 +796,46 @@ mod tests {
             }
             s
         });
-        let ack = (any::<u64>(), sack, any::<u64>(), any::<u64>(), any::<bool>(), any::<bool>()).prop_map(
-            |(cum, sack, clock, sent, done, want_reply)| Ack { cum, sack, clock, sent, done, want_reply },
-        );
+        let ack = (
+            any::<u64>(),
+            sack,
+            any::<u64>(),
+            any::<u64>(),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(cum, sack, clock, sent, done, want_reply)| Ack {
+                cum,
+                sack,
+                clock,
+                sent,
+                done,
+                want_reply,
+            });
         let kind = prop_oneof![
             any::<u64>().prop_map(|seq| RecordKind::Data { seq }),
             any::<u64>().prop_map(|count| RecordKind::EndOfStream { count }),
             Just(RecordKind::Control),
         ];
-        let record = (kind, any::<u64>(), any::<u64>(), arb_bytes(40), arb_bytes(300)).prop_map(
-            |(kind, link_seq, stamp, ext, payload)| Record {
+        let record = (
+            kind,
+            any::<u64>(),
+            any::<u64>(),
+            arb_bytes(40),
+            arb_bytes(300),
+        )
+            .prop_map(|(kind, link_seq, stamp, ext, payload)| Record {
                 sender: 3,
                 link_seq,
                 kind,
                 stamp,
                 ext,
-                payload: if matches!(kind, RecordKind::EndOfStream { .. }) { Bytes::new() } else { payload },
-            },
-        );
+                payload: if matches!(kind, RecordKind::EndOfStream { .. }) {
+                    Bytes::new()
+                } else {
+                    payload
+                },
+            });
         prop_oneof![
             hello.clone().prop_map(Frame::Hello),
             hello.prop_map(Frame::HelloAck),

@@ -106,6 +106,21 @@ impl FromStr for OrderKind {
     }
 }
 
+#[cfg(feature = "serde")]
+impl serde::Serialize for OrderKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for OrderKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<OrderKind, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// An ordering engine. See the [module documentation](self).
 ///
 /// Records reach the engine twice: once when they first arrive (possibly out

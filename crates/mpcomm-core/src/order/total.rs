@@ -122,8 +122,14 @@ impl TotalOrder {
     fn min_other_bound(&mut self) -> u64 {
         if self.min_stale {
             let me = usize::from(self.me);
-            self.min_bound =
-                self.bound.iter().enumerate().filter(|(k, _)| *k != me).map(|(_, b)| *b).min().unwrap_or(u64::MAX);
+            self.min_bound = self
+                .bound
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| *k != me)
+                .map(|(_, b)| *b)
+                .min()
+                .unwrap_or(u64::MAX);
             self.min_stale = false;
         }
         self.min_bound
@@ -153,7 +159,11 @@ impl Ordering for TotalOrder {
 
     fn poll_deliver(&mut self) -> Option<Record> {
         let head = self.queue.peek()?.0.stamp;
-        if head <= self.min_other_bound() { self.queue.pop().map(|h| h.0) } else { None }
+        if head <= self.min_other_bound() {
+            self.queue.pop().map(|h| h.0)
+        } else {
+            None
+        }
     }
 
     fn pending(&self) -> usize {
@@ -162,7 +172,13 @@ impl Ordering for TotalOrder {
 
     fn blocked_on(&self, member: MemberId) -> bool {
         match self.queue.peek() {
-            Some(head) => member != self.me && self.bound.get(usize::from(member)).is_some_and(|b| *b < head.0.stamp),
+            Some(head) => {
+                member != self.me
+                    && self
+                        .bound
+                        .get(usize::from(member))
+                        .is_some_and(|b| *b < head.0.stamp)
+            }
             None => false,
         }
     }
@@ -178,7 +194,14 @@ mod tests {
     use bytes::Bytes;
 
     fn data(sender: MemberId, seq: u64, stamp: u64) -> Record {
-        Record { sender, link_seq: seq, kind: RecordKind::Data { seq }, stamp, ext: Bytes::new(), payload: Bytes::new() }
+        Record {
+            sender,
+            link_seq: seq,
+            kind: RecordKind::Data { seq },
+            stamp,
+            ext: Bytes::new(),
+            payload: Bytes::new(),
+        }
     }
 
     #[test]
@@ -186,7 +209,10 @@ mod tests {
         // Member 0 of three.
         let mut t = TotalOrder::new(0, 3);
         t.on_fifo(data(1, 0, 5));
-        assert!(t.poll_deliver().is_none(), "member 2 might still send something stamped below 5");
+        assert!(
+            t.poll_deliver().is_none(),
+            "member 2 might still send something stamped below 5"
+        );
         assert!(t.blocked_on(2) && !t.blocked_on(1));
         t.on_fifo(data(2, 0, 3)); // member 2's message, stamped 3, sorts first
         // (3, 2) may go: member 1 is past 5 and member 2 sent it. (5, 1) must
@@ -205,7 +231,9 @@ mod tests {
         t.on_fifo(data(0, 0, 4));
         t.on_bound(1, 9);
         t.on_bound(2, 9);
-        let order: Vec<_> = std::iter::from_fn(|| t.poll_deliver()).map(|r| r.sender).collect();
+        let order: Vec<_> = std::iter::from_fn(|| t.poll_deliver())
+            .map(|r| r.sender)
+            .collect();
         assert_eq!(order, vec![0, 1, 2]);
     }
 
