@@ -3,3 +3,5 @@
 //! arguments and calls into these modules.
 
 pub mod group_manager;
+pub mod peer;
+pub mod server;

@@ -1,0 +1,8 @@
+//! Subcommands of the `mpcomm` binary.
+
+pub mod group_manager;
+pub mod peer;
+pub mod server;
+pub mod sim;
+
+pub(crate) use group_manager::shutdown_signal;

@@ -1,0 +1,128 @@
+//! `mpcomm sim`: one deterministic simulated run, checked.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use mpcomm_core::OrderKind;
+use mpcomm_sim::net::{Delay, parse_duration, parse_probability};
+use mpcomm_sim::{SimConfig, SimOutcome};
+
+/// Arguments of `mpcomm sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Group size.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    peers: u16,
+    /// Messages each peer multicasts.
+    #[arg(long, default_value_t = 20)]
+    messages: u64,
+    /// Delivery order: none, fifo or total.
+    #[arg(long, default_value = "total")]
+    order: OrderKind,
+    /// Seed of every random choice; the same seed replays the same run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Regions the peers are spread over (consecutive blocks).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    regions: u16,
+    /// Probability that a datagram is lost (0.05 or 5%).
+    #[arg(long, default_value = "0", value_parser = parse_probability)]
+    loss: f64,
+    /// Probability that a datagram is duplicated.
+    #[arg(long, default_value = "0", value_parser = parse_probability)]
+    duplicate: f64,
+    /// Probability that a datagram is held back so later ones overtake it.
+    #[arg(long, default_value = "0", value_parser = parse_probability)]
+    reorder: f64,
+    /// Datagrams from a higher to a lower region take (1 + skew) times longer.
+    #[arg(long, default_value_t = 0.0)]
+    skew: f64,
+    /// Delay within a region, e.g. 2ms±1ms.
+    #[arg(long, default_value = "2ms±1ms")]
+    intra: Delay,
+    /// Delay between regions, e.g. 40ms±15ms.
+    #[arg(long, default_value = "40ms±15ms")]
+    inter: Delay,
+    /// Shortest interval between two messages of a peer.
+    #[arg(long, default_value = "10ms", value_parser = parse_duration)]
+    min_interval: Duration,
+    /// Longest interval between two messages of a peer.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    max_interval: Duration,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl SimArgs {
+    fn config(&self) -> anyhow::Result<SimConfig> {
+        if !(0.0..=100.0).contains(&self.skew) {
+            anyhow::bail!("--skew {} must be between 0 and 100", self.skew);
+        }
+        if self.min_interval > self.max_interval {
+            anyhow::bail!("--min-interval must not exceed --max-interval");
+        }
+        let mut cfg = SimConfig {
+            peers: usize::from(self.peers),
+            messages: self.messages,
+            order: self.order,
+            seed: self.seed,
+            regions: usize::from(self.regions),
+            min_interval: self.min_interval,
+            max_interval: self.max_interval,
+            ..SimConfig::default()
+        };
+        cfg.net.loss = self.loss;
+        cfg.net.duplicate = self.duplicate;
+        cfg.net.reorder = self.reorder;
+        cfg.net.skew = self.skew;
+        cfg.net.intra = self.intra;
+        cfg.net.inter = self.inter;
+        Ok(cfg)
+    }
+}
+
+/// Runs `mpcomm sim`.
+pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
+    let cfg = args.config()?;
+    let out = mpcomm_sim::run(&cfg);
+    if args.json {
+        let json = serde_json::to_string(&out)?;
+        println!("{json}");
+    } else {
+        print_human(&cfg, &out);
+    }
+    Ok(if out.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_human(cfg: &SimConfig, out: &SimOutcome) {
+    println!(
+        "Simulated {} peers × {} messages, order {}, seed {}, {} region(s): {}",
+        cfg.peers, cfg.messages, cfg.order, cfg.seed, cfg.regions, cfg.net
+    );
+    let completed = if out.completed {
+        "yes".to_string()
+    } else {
+        format!("NO (stuck: {:?})", out.stuck)
+    };
+    println!(
+        "  completed         {completed} after {:.3} s simulated; {} datagrams, {} lost, {} duplicated, {} resent",
+        out.sim_time_ms / 1e3,
+        out.datagrams,
+        out.network.lost,
+        out.network.duplicated,
+        out.retransmissions
+    );
+    for (peer, why) in &out.failures {
+        println!("  peer {peer} failed:  {why}");
+    }
+    print!("{}", mpcomm::summary::findings_table(&out.findings));
+    if !out.ok() {
+        println!("\nReplay this run with:\n  {}", cfg.replay_command());
+    }
+}

@@ -1,0 +1,813 @@
+//! `mpcomm peer`: one member of the group, a long-lived process.
+//!
+//! A peer process does what the original `peerCommunicatorUDP.py` did, minus
+//! its defects:
+//!
+//! 1. It binds a UDP socket for the multicast (the *data* address) and a TCP
+//!    listener for commands from the comparison server (the *control*
+//!    address), then registers both with the group manager under its name
+//!    and region, and keeps the registration alive with heartbeats.
+//! 2. It waits for a `start` command. A run then goes: join the group (the
+//!    handshake), multicast the requested number of messages at random
+//!    intervals while — on a separate path — logging every delivery, send
+//!    the end-of-stream marker, and once every member's stream is delivered,
+//!    make the log durable and report it to the server.
+//! 3. It waits for the next run, until it is told to stop (or gets SIGINT /
+//!    SIGTERM); then it unregisters and exits.
+//!
+//! # The delivery log
+//!
+//! One JSON object per line, one line per delivered message
+//! (`mpcomm_check::LogEntry`). It is written to `member-K.jsonl.tmp` in the
+//! run's directory, flushed, `fsync`ed, and only then renamed to
+//! `member-K.jsonl` (and the directory `fsync`ed): a crash leaves either no
+//! log or a `.tmp` file, never a half log that looks whole.
+//!
+//! # Which address to advertise
+//!
+//! The address a peer binds is not always the address others must use:
+//! behind NAT or in a cloud, the public address differs (`--advertise`).
+//! Without `--advertise`, a peer bound to a specific IP advertises it; a peer
+//! bound to `0.0.0.0` advertises the local address of its connection to the
+//! group manager — the interface through which this host reaches the
+//! group, which is usually the one the other peers can reach too. No
+//! internet service is asked (the original looked its address up on one).
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use mpcomm_check::LogEntry;
+use mpcomm_core::{MemberId, OrderKind, Stats};
+use mpcomm_sim::NetProfile;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
+
+use crate::control::{
+    self, ControlError, Framed, GmRequest, PeerCommand, Register, Reply, ReportHeader, StartRun,
+};
+use crate::runtime::{Group, GroupEvent, GroupOptions, WanConfig, bind_udp};
+
+/// How long a control-plane request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long sending a report may take (a long log takes a while).
+const REPORT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Everything `mpcomm peer` is configured with.
+#[derive(Clone, Debug)]
+pub struct PeerOptions {
+    /// The group manager, `host:port`.
+    pub group_manager: String,
+    /// UDP address to bind for the multicast.
+    pub bind: SocketAddr,
+    /// Address (host, or host:port for the data socket) others must use.
+    pub advertise: Option<String>,
+    /// TCP address to bind for control commands.
+    pub control: SocketAddr,
+    /// Unique name; derived from the advertised address if absent.
+    pub name: Option<String>,
+    /// Region label (reports, WAN emulation).
+    pub region: String,
+    /// Where run logs go.
+    pub data_dir: PathBuf,
+}
+
+/// What a peer is doing, for `ping`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Idle,
+    Running(u64),
+}
+
+/// The shared state of a peer process.
+struct PeerProcess {
+    name: String,
+    region: String,
+    data_addr: SocketAddr,
+    control_addr: SocketAddr,
+    group_manager: String,
+    data_dir: PathBuf,
+    socket: Arc<UdpSocket>,
+    state: Mutex<State>,
+    /// The current run's task, aborted when a new run starts.
+    current: Mutex<Option<JoinHandle<()>>>,
+    /// The previous run's protocol driver, which may still be lingering
+    /// (answering the others); stopped when a new run starts, since two
+    /// drivers on one socket would steal each other's datagrams.
+    lingering: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    stop: watch::Sender<bool>,
+}
+
+/// A bound, registered peer, ready to [`RunningPeer::serve`].
+pub struct RunningPeer {
+    inner: Arc<PeerProcess>,
+    listener: TcpListener,
+}
+
+impl RunningPeer {
+    /// Binds the sockets and registers with the group manager.
+    pub async fn start(opts: PeerOptions) -> anyhow::Result<RunningPeer> {
+        let socket =
+            bind_udp(opts.bind).with_context(|| format!("cannot bind UDP {}", opts.bind))?;
+        let listener = TcpListener::bind(opts.control)
+            .await
+            .with_context(|| format!("cannot bind TCP {}", opts.control))?;
+        let udp_local = socket.local_addr()?;
+        let tcp_local = listener.local_addr()?;
+        let host = advertised_host(&opts, udp_local.ip()).await?;
+        let data_port = match &opts.advertise {
+            Some(a) => parse_host_port(a).1.unwrap_or(udp_local.port()),
+            None => udp_local.port(),
+        };
+        let data_addr = SocketAddr::new(host, data_port);
+        let control_addr = SocketAddr::new(host, tcp_local.port());
+        let name = opts.name.clone().unwrap_or_else(|| default_name(data_addr));
+        control::validate_name(&name).map_err(anyhow::Error::msg)?;
+        control::validate_region(&opts.region).map_err(anyhow::Error::msg)?;
+        std::fs::create_dir_all(&opts.data_dir)
+            .with_context(|| format!("cannot create data directory {}", opts.data_dir.display()))?;
+        let (stop, _) = watch::channel(false);
+        let inner = Arc::new(PeerProcess {
+            name,
+            region: if opts.region.is_empty() {
+                "default".to_string()
+            } else {
+                opts.region.clone()
+            },
+            data_addr,
+            control_addr,
+            group_manager: opts.group_manager.clone(),
+            data_dir: opts.data_dir.clone(),
+            socket: Arc::new(socket),
+            state: Mutex::new(State::Idle),
+            current: Mutex::new(None),
+            lingering: std::sync::Mutex::new(None),
+            stop,
+        });
+        inner.register().await?;
+        Ok(RunningPeer { inner, listener })
+    }
+
+    /// The registered name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The advertised UDP address.
+    pub fn data_addr(&self) -> SocketAddr {
+        self.inner.data_addr
+    }
+
+    /// The advertised TCP control address.
+    pub fn control_addr(&self) -> SocketAddr {
+        self.inner.control_addr
+    }
+
+    /// Serves control commands until a `stop` command or `shutdown`
+    /// resolves; then unregisters.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let inner = self.inner;
+        let heartbeat = tokio::spawn(heartbeats(inner.clone()));
+        let mut stop = inner.stop.subscribe();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = stop.wait_for(|s| *s) => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, from)) => {
+                        tracing::debug!("control connection from {from}");
+                        tokio::spawn(serve_control(inner.clone(), stream));
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        heartbeat.abort();
+        if let Some(run) = inner.current.lock().await.take() {
+            run.abort();
+        }
+        inner.stop_lingering();
+        let unregister = GmRequest::Unregister {
+            name: inner.name.clone(),
+        };
+        if let Err(e) = control::request::<_, _, Reply>(
+            inner.group_manager.as_str(),
+            &unregister,
+            REQUEST_TIMEOUT,
+        )
+        .await
+        {
+            tracing::warn!("could not unregister from the group manager: {e}");
+        }
+        Ok(())
+    }
+}
+
+/// Runs `mpcomm peer` until stopped.
+pub async fn run(opts: PeerOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let peer = RunningPeer::start(opts).await?;
+    println!(
+        "peer {} registered: data udp {}, control tcp {}",
+        peer.name(),
+        peer.data_addr(),
+        peer.control_addr()
+    );
+    let _ = std::io::stdout().flush();
+    peer.serve(shutdown).await
+}
+
+impl PeerProcess {
+    fn stop_lingering(&self) {
+        if let Ok(mut l) = self.lingering.lock()
+            && let Some(driver) = l.take()
+        {
+            driver.abort();
+        }
+    }
+
+    async fn register(&self) -> anyhow::Result<Duration> {
+        let req = GmRequest::Register(Register {
+            name: self.name.clone(),
+            data_addr: self.data_addr,
+            control_addr: self.control_addr,
+            region: self.region.clone(),
+        });
+        let reply: Reply = control::request(self.group_manager.as_str(), &req, REQUEST_TIMEOUT)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot register with the group manager at {}",
+                    self.group_manager
+                )
+            })?;
+        Ok(Duration::from_millis(
+            reply.ttl_ms.unwrap_or(10_000).max(300),
+        ))
+    }
+}
+
+/// Keeps the registration alive; registers again if the group manager
+/// forgot us (it restarted, or we were unreachable for longer than its TTL).
+async fn heartbeats(p: Arc<PeerProcess>) {
+    let mut period = Duration::from_secs(3);
+    loop {
+        tokio::time::sleep(period).await;
+        let beat = GmRequest::Heartbeat {
+            name: p.name.clone(),
+        };
+        match control::request::<_, _, Reply>(p.group_manager.as_str(), &beat, REQUEST_TIMEOUT)
+            .await
+        {
+            Ok(_) => {}
+            Err(ControlError::Remote(why)) => {
+                tracing::info!("group manager: {why}; registering again");
+                match p.register().await {
+                    Ok(ttl) => period = ttl / 3,
+                    Err(e) => tracing::warn!("{e:#}"),
+                }
+            }
+            Err(e) => tracing::warn!("heartbeat to the group manager failed: {e}"),
+        }
+    }
+}
+
+/// Answers the commands of one control connection.
+async fn serve_control(p: Arc<PeerProcess>, stream: TcpStream) {
+    let mut framed = Framed::new(stream);
+    loop {
+        // An idle control connection is closed after a while; the server
+        // keeps its connection busy with nothing, but a stray client should
+        // not hold a file descriptor forever.
+        let value = match tokio::time::timeout(Duration::from_secs(3600), framed.recv_value()).await
+        {
+            Ok(Ok(Some(v))) => v,
+            Ok(Ok(None)) | Err(_) => return,
+            Ok(Err(e)) => {
+                let _ = framed.send(&Reply::err(e.to_string())).await;
+                if matches!(e, ControlError::BadJson { .. }) {
+                    continue;
+                }
+                return;
+            }
+        };
+        let cmd = match control::decode_op::<PeerCommand>(value) {
+            Ok(c) => c,
+            Err(why) => {
+                if framed.send(&Reply::err(why)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let reply = match cmd {
+            PeerCommand::Ping => {
+                let state = *p.state.lock().await;
+                let mut r = Reply::ok();
+                r.name = Some(p.name.clone());
+                match state {
+                    State::Idle => r.state = Some("idle".into()),
+                    State::Running(run) => {
+                        r.state = Some("running".into());
+                        r.run = Some(run);
+                    }
+                }
+                r
+            }
+            PeerCommand::Stop => {
+                let _ = framed.send(&Reply::ok()).await;
+                p.stop.send_replace(true);
+                return;
+            }
+            PeerCommand::Start(start) => match start_run(&p, start).await {
+                Ok(()) => Reply::ok(),
+                Err(e) => Reply::err(format!("{e:#}")),
+            },
+        };
+        if framed.send(&reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Validates a start command and launches the run in the background.
+async fn start_run(p: &Arc<PeerProcess>, start: StartRun) -> anyhow::Result<()> {
+    let order: OrderKind = start.order.parse()?;
+    let n = start.members.len();
+    if n == 0 || usize::from(start.member) >= n {
+        bail!("member id {} is not in a group of {n}", start.member);
+    }
+    if start.members[usize::from(start.member)].name != p.name {
+        bail!(
+            "member {} of run {} is {:?}, but this peer is {:?}",
+            start.member,
+            start.run,
+            start.members[usize::from(start.member)].name,
+            p.name
+        );
+    }
+    if start.min_interval_us > start.max_interval_us {
+        bail!("min_interval_us exceeds max_interval_us");
+    }
+    if start.payload < 8 || start.payload > mpcomm_core::wire::MAX_PAYLOAD {
+        bail!(
+            "payload must be 8 to {} bytes",
+            mpcomm_core::wire::MAX_PAYLOAD
+        );
+    }
+    let wan = match &start.wan {
+        Some(spec) => {
+            let profile: NetProfile = spec
+                .parse()
+                .map_err(|e| anyhow::anyhow!("bad wan spec: {e}"))?;
+            Some(WanConfig {
+                profile,
+                regions: region_indices(&start),
+                seed: start.seed,
+            })
+        }
+        None => None,
+    };
+    let run_dir = p.data_dir.join(format!("run-{}", start.run));
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("cannot create {}", run_dir.display()))?;
+    // A new run supersedes an old one still lingering: the server only
+    // starts a run when the previous one is over, and two groups must not
+    // share the socket.
+    let mut current = p.current.lock().await;
+    if let Some(old) = current.take() {
+        old.abort();
+    }
+    p.stop_lingering();
+    *p.state.lock().await = State::Running(start.run);
+    let proc_ = p.clone();
+    *current = Some(tokio::spawn(async move {
+        let run = start.run;
+        let outcome = take_part(&proc_, &start, order, wan, &run_dir).await;
+        let (status, error, entries, stats, log) = match outcome {
+            Ok(done) => ("completed", None, done.entries, done.stats, done.log),
+            Err(failed) => (
+                "failed",
+                Some(failed.error),
+                failed.entries,
+                failed.stats,
+                failed.log,
+            ),
+        };
+        if let Some(e) = &error {
+            tracing::warn!("run {run} failed: {e}");
+        }
+        let header = ReportHeader {
+            run,
+            member: start.member,
+            name: proc_.name.clone(),
+            status: status.to_string(),
+            error,
+            entries,
+            stats: stats_map(&stats),
+        };
+        if let Err(e) = report(start.report_to, &header, &log).await {
+            tracing::warn!("could not report run {run} to {}: {e:#}", start.report_to);
+        }
+        *proc_.state.lock().await = State::Idle;
+    }));
+    Ok(())
+}
+
+/// Maps region labels to indices, in order of first appearance in the
+/// member list (the same at every peer).
+fn region_indices(start: &StartRun) -> Vec<usize> {
+    let mut labels: Vec<&str> = Vec::new();
+    start
+        .members
+        .iter()
+        .map(|m| match labels.iter().position(|l| *l == m.region) {
+            Some(i) => i,
+            None => {
+                labels.push(&m.region);
+                labels.len() - 1
+            }
+        })
+        .collect()
+}
+
+struct RunDone {
+    entries: u64,
+    stats: Stats,
+    log: PathBuf,
+}
+
+struct RunFailed {
+    error: String,
+    entries: u64,
+    stats: Stats,
+    log: PathBuf,
+}
+
+/// The delivery log being written.
+struct LogFile {
+    tmp: PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+    entries: u64,
+}
+
+impl LogFile {
+    fn create(dir: &Path, member: MemberId) -> anyhow::Result<LogFile> {
+        let tmp = dir.join(format!("member-{member}.jsonl.tmp"));
+        let file = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        Ok(LogFile {
+            tmp,
+            out: std::io::BufWriter::with_capacity(1 << 16, file),
+            entries: 0,
+        })
+    }
+
+    fn append(&mut self, e: &LogEntry) -> anyhow::Result<()> {
+        mpcomm_check::log::write_entry(&mut self.out, e)
+            .context("cannot write the delivery log")?;
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// Flushes, fsyncs and renames the log to `final_name`; returns its path.
+    async fn commit(self, final_name: &str) -> anyhow::Result<PathBuf> {
+        let dest = self.tmp.with_file_name(final_name);
+        let tmp = self.tmp;
+        let out = self.out;
+        tokio::task::spawn_blocking(move || -> anyhow::Result<PathBuf> {
+            let file = out
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .context("cannot flush the delivery log")?;
+            file.sync_all().context("cannot fsync the delivery log")?;
+            drop(file);
+            std::fs::rename(&tmp, &dest)
+                .with_context(|| format!("cannot rename {}", tmp.display()))?;
+            if let Some(dir) = dest.parent() {
+                // Make the rename itself durable.
+                std::fs::File::open(dir).and_then(|d| d.sync_all()).ok();
+            }
+            Ok(dest)
+        })
+        .await
+        .context("log writer task failed")?
+    }
+}
+
+/// Microseconds since the Unix epoch: the clock of `sent_us` and
+/// `delivered_us`. The same clock on every process of one host; across hosts
+/// it is only as good as their clock synchronisation.
+pub fn wall_clock_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// One run, from handshake to durable log.
+async fn take_part(
+    p: &Arc<PeerProcess>,
+    start: &StartRun,
+    order: OrderKind,
+    wan: Option<WanConfig>,
+    dir: &Path,
+) -> Result<RunDone, RunFailed> {
+    let me = start.member;
+    let mut log = match LogFile::create(dir, me) {
+        Ok(l) => l,
+        Err(e) => {
+            return Err(RunFailed {
+                error: format!("{e:#}"),
+                entries: 0,
+                stats: Stats::default(),
+                log: dir.join("missing"),
+            });
+        }
+    };
+    let addrs: Vec<SocketAddr> = start.members.iter().map(|m| m.data_addr).collect();
+    let mut opts = GroupOptions::new(start.run, me, addrs, order);
+    opts.wan = wan;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(start.deadline_ms.max(1000));
+    let result = tokio::time::timeout_at(deadline, run_group(p, start, opts, &mut log)).await;
+    let (error, stats) = match result {
+        Ok(Ok(stats)) => (None, stats),
+        Ok(Err((e, stats))) => (Some(e), stats),
+        Err(_) => (
+            Some(format!(
+                "run deadline of {} ms passed before completion",
+                start.deadline_ms
+            )),
+            Stats::default(),
+        ),
+    };
+    let entries = log.entries;
+    let name = if error.is_none() {
+        format!("member-{me}.jsonl")
+    } else {
+        format!("member-{me}.failed.jsonl")
+    };
+    let path = match log.commit(&name).await {
+        Ok(path) => path,
+        Err(e) => {
+            return Err(RunFailed {
+                error: format!(
+                    "{}{e:#}",
+                    error.map(|e| format!("{e}; ")).unwrap_or_default()
+                ),
+                entries: 0,
+                stats,
+                log: dir.join("missing"),
+            });
+        }
+    };
+    match error {
+        None => Ok(RunDone {
+            entries,
+            stats,
+            log: path,
+        }),
+        Some(error) => Err(RunFailed {
+            error,
+            entries,
+            stats,
+            log: path,
+        }),
+    }
+}
+
+/// Joins the group, multicasts the workload and logs every delivery until
+/// the run completes.
+async fn run_group(
+    p: &Arc<PeerProcess>,
+    start: &StartRun,
+    opts: GroupOptions,
+    log: &mut LogFile,
+) -> Result<Stats, (String, Stats)> {
+    let group = Group::join(opts, p.socket.clone())
+        .await
+        .map_err(|e| (e.to_string(), Stats::default()))?;
+    let (mut tx, mut rx, control) = group.split();
+    if let Ok(mut l) = p.lingering.lock() {
+        *l = Some(control.abort_handle());
+    }
+    // The sending path: the original's workload, messages at random
+    // intervals. Each payload starts with its send time.
+    let (messages, lo, hi, size) = (
+        start.messages,
+        start.min_interval_us,
+        start.max_interval_us,
+        start.payload,
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(start.seed ^ (u64::from(start.member) << 32));
+    let sender = tokio::spawn(async move {
+        for _ in 0..messages {
+            let pause = rng.random_range(lo..=hi);
+            tokio::time::sleep(Duration::from_micros(pause)).await;
+            let mut payload = vec![0u8; size];
+            payload[..8].copy_from_slice(&wall_clock_us().to_be_bytes());
+            tx.multicast(Bytes::from(payload)).await?;
+        }
+        tx.finish().await
+    });
+    // The receiving path: log every delivery.
+    let run = start.run;
+    let me = start.member;
+    let mut failure = None;
+    while let Some(ev) = rx.next().await {
+        match ev {
+            GroupEvent::Delivery(d) => {
+                let sent_us = d
+                    .payload
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes);
+                let entry = LogEntry {
+                    run,
+                    peer: me,
+                    sender: d.sender,
+                    seq: d.seq,
+                    stamp: Some(d.stamp),
+                    sent_us,
+                    delivered_us: Some(wall_clock_us()),
+                };
+                if let Err(e) = log.append(&entry) {
+                    failure = Some(format!("{e:#}"));
+                    break;
+                }
+            }
+            GroupEvent::Completed => break,
+            GroupEvent::Failed(e) => {
+                failure = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    if failure.is_none() && !matches!(sender.await, Ok(Ok(()))) {
+        failure = Some("the sending task stopped early".to_string());
+    }
+    let stats = control.stats();
+    // Linger in the background: others may still need our acknowledgements.
+    tokio::spawn(async move {
+        drop(rx);
+        control.wait().await
+    });
+    match failure {
+        None => Ok(stats),
+        Some(e) => Err((e, stats)),
+    }
+}
+
+/// Sends the log to the comparison server.
+async fn report(to: SocketAddr, header: &ReportHeader, log: &Path) -> anyhow::Result<()> {
+    let send = async {
+        let stream = TcpStream::connect(to)
+            .await
+            .with_context(|| format!("cannot connect to the server at {to}"))?;
+        let mut framed = Framed::new(stream);
+        let body: Box<dyn tokio::io::AsyncBufRead + Unpin + Send> = match tokio::fs::File::open(log)
+            .await
+        {
+            Ok(f) => Box::new(tokio::io::BufReader::new(f)),
+            Err(_) if header.entries == 0 => {
+                Box::new(tokio::io::BufReader::new(tokio::io::empty()))
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("cannot open {}", log.display())));
+            }
+        };
+        control::send_report(&mut framed, header, body).await?;
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(REPORT_TIMEOUT, send)
+        .await
+        .map_err(|_| anyhow::anyhow!("report timed out"))?
+}
+
+fn stats_map(s: &Stats) -> std::collections::BTreeMap<String, u64> {
+    [
+        ("datagrams_sent", s.datagrams_sent),
+        ("datagrams_received", s.datagrams_received),
+        ("bytes_sent", s.bytes_sent),
+        ("bytes_received", s.bytes_received),
+        ("records_sent", s.records_sent),
+        ("retransmissions", s.retransmissions),
+        ("acks_sent", s.acks_sent),
+        ("duplicates", s.duplicates),
+        ("delivered", s.delivered),
+        ("max_held", s.max_held),
+        ("dropped", s.dropped()),
+        ("dropped_malformed", s.dropped_malformed),
+        ("dropped_wrong_run", s.dropped_wrong_run),
+        ("dropped_misaddressed", s.dropped_misaddressed),
+        ("dropped_unknown_sender", s.dropped_unknown_sender),
+        ("dropped_out_of_window", s.dropped_out_of_window),
+        ("dropped_config_mismatch", s.dropped_config_mismatch),
+        ("protocol_violations", s.protocol_violations),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Splits `host`, `host:port` or `[v6]:port`.
+fn parse_host_port(s: &str) -> (String, Option<u16>) {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return (addr.ip().to_string(), Some(addr.port()));
+    }
+    if let Some((host, port)) = s.rsplit_once(':')
+        && !host.contains(':')
+        && let Ok(port) = port.parse()
+    {
+        return (host.to_string(), Some(port));
+    }
+    (s.trim_matches(|c| c == '[' || c == ']').to_string(), None)
+}
+
+/// The IP others should use to reach this peer.
+async fn advertised_host(opts: &PeerOptions, bound: IpAddr) -> anyhow::Result<IpAddr> {
+    if let Some(adv) = &opts.advertise {
+        let (host, _) = parse_host_port(adv);
+        if let Ok(ip) = host.parse() {
+            return Ok(ip);
+        }
+        let resolved = tokio::net::lookup_host((host.as_str(), 0))
+            .await
+            .with_context(|| format!("cannot resolve --advertise host {host:?}"))?
+            .next()
+            .with_context(|| format!("--advertise host {host:?} has no address"))?;
+        return Ok(resolved.ip());
+    }
+    if !bound.is_unspecified() {
+        return Ok(bound);
+    }
+    // The local end of a connection to the group manager is an address of
+    // this host on the way to the group.
+    let stream = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        TcpStream::connect(opts.group_manager.as_str()),
+    )
+    .await
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "timed out connecting to the group manager at {}",
+            opts.group_manager
+        )
+    })?
+    .with_context(|| format!("cannot reach the group manager at {}", opts.group_manager))?;
+    Ok(stream.local_addr()?.ip())
+}
+
+fn default_name(addr: SocketAddr) -> String {
+    let ip: String = addr
+        .ip()
+        .to_string()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("peer-{ip}-{}", addr.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(
+            parse_host_port("10.0.0.1:7000"),
+            ("10.0.0.1".into(), Some(7000))
+        );
+        assert_eq!(parse_host_port("10.0.0.1"), ("10.0.0.1".into(), None));
+        assert_eq!(
+            parse_host_port("example.org:9"),
+            ("example.org".into(), Some(9))
+        );
+        assert_eq!(parse_host_port("[::1]:5"), ("::1".into(), Some(5)));
+        assert_eq!(parse_host_port("::1"), ("::1".into(), None));
+    }
+
+    #[test]
+    fn default_names_are_valid() {
+        for a in ["127.0.0.1:7000", "[fe80::1]:9"] {
+            let name = default_name(a.parse().unwrap());
+            assert!(control::validate_name(&name).is_ok(), "{name}");
+        }
+    }
+}
