@@ -4,6 +4,7 @@
 //! the runtime around the sans-IO protocol core ([`mpcomm_core`]) and the
 //! processes of the MPComm system.
 
+pub mod bench;
 pub mod control;
 pub mod roles;
 pub mod runtime;

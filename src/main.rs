@@ -20,6 +20,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Measure throughput and latency of real peer processes on loopback.
+    Bench(cli::bench::BenchArgs),
+    /// (internal) One peer process of `mpcomm bench`, driven over stdin/stdout.
+    #[command(hide = true)]
+    BenchPeer,
     /// Run the registry of peers (TCP, JSON lines).
     GroupManager(cli::group_manager::GroupManagerArgs),
     /// Run a peer: one member of the group.
@@ -34,6 +39,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
+        Command::Bench(args) => cli::bench::run(args),
+        Command::BenchPeer => mpcomm::bench::peer::main().map(|()| ExitCode::SUCCESS),
         Command::GroupManager(args) => cli::group_manager::run(args),
         Command::Peer(args) => cli::peer::run(args),
         Command::Server(args) => cli::server::run(args),

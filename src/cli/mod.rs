@@ -1,5 +1,6 @@
 //! Subcommands of the `mpcomm` binary.
 
+pub mod bench;
 pub mod group_manager;
 pub mod peer;
 pub mod server;

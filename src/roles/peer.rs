@@ -694,7 +694,8 @@ async fn report(to: SocketAddr, header: &ReportHeader, log: &Path) -> anyhow::Re
         .map_err(|_| anyhow::anyhow!("report timed out"))?
 }
 
-fn stats_map(s: &Stats) -> std::collections::BTreeMap<String, u64> {
+/// The protocol counters as the named numbers reports carry.
+pub fn stats_map(s: &Stats) -> std::collections::BTreeMap<String, u64> {
     [
         ("datagrams_sent", s.datagrams_sent),
         ("datagrams_received", s.datagrams_received),

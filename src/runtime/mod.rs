@@ -143,9 +143,19 @@ pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     // Best effort: a smaller buffer only means earlier drops under bursts,
-    // which the reliable links repair.
-    let _ = socket.set_recv_buffer_size(4 << 20);
-    let _ = socket.set_send_buffer_size(4 << 20);
+    // which the reliable links repair. The kernel caps what we may ask for
+    // at net.core.rmem_max (often 208 KiB); a privileged process may go
+    // beyond it with SO_RCVBUFFORCE.
+    if nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBufForce, &(4 << 20))
+        .is_err()
+    {
+        let _ = socket.set_recv_buffer_size(4 << 20);
+    }
+    if nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::SndBufForce, &(4 << 20))
+        .is_err()
+    {
+        let _ = socket.set_send_buffer_size(4 << 20);
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())

@@ -1,0 +1,116 @@
+//! `mpcomm bench`: throughput and latency of the real runtime on loopback,
+//! against a raw-UDP baseline (see [`mpcomm::bench`]).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use mpcomm::bench::{self, BenchOptions, Figures};
+use mpcomm_core::OrderKind;
+
+/// Arguments of `mpcomm bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Number of peer processes.
+    #[arg(long, default_value_t = 3)]
+    peers: usize,
+    /// Messages each peer multicasts.
+    #[arg(long, default_value_t = 20_000)]
+    messages: u64,
+    /// Payload bytes per message (8 to 1024).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Orders to measure, comma-separated.
+    #[arg(long, default_value = "none,total", value_delimiter = ',')]
+    order: Vec<OrderKind>,
+    /// Messages per second per peer (default: as fast as flow control allows).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Skip the raw-UDP baseline.
+    #[arg(long)]
+    no_baseline: bool,
+    /// Emulate a wide-area network for the protocol runs (peers split into two regions).
+    #[arg(long)]
+    wan: Option<String>,
+    /// Flow-control window in records (default: the protocol's).
+    #[arg(long)]
+    window: Option<usize>,
+    /// Print one JSON object keyed by order ("none", "total", "raw_udp").
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `mpcomm bench`.
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(w) = &args.wan {
+        w.parse::<mpcomm_sim::NetProfile>()
+            .map_err(|e| anyhow::anyhow!("--wan: {e}"))?;
+    }
+    let opts = BenchOptions {
+        peers: args.peers,
+        messages: args.messages,
+        size: args.size,
+        orders: args.order.clone(),
+        rate: args.rate,
+        raw_udp: !args.no_baseline,
+        wan: args.wan.clone(),
+        window: args.window,
+        exe: std::env::current_exe()
+            .context("cannot find the mpcomm binary to start peers from")?,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let json = args.json;
+    let figures = rt.block_on(bench::run(&opts, |mode| {
+        if !json {
+            eprintln!(
+                "measuring {mode}: {} peers × {} messages of {} bytes",
+                opts.peers, opts.messages, opts.size
+            );
+        }
+    }))?;
+    if json {
+        println!("{}", serde_json::to_string(&figures)?);
+    } else {
+        print_table(&figures);
+    }
+    // Every protocol run must deliver everything, and `total` the same
+    // sequence everywhere (`none` differs by design; raw UDP may lose).
+    let ok = figures
+        .iter()
+        .filter(|(k, _)| *k != "raw_udp")
+        .all(|(k, f)| {
+            f.errors.is_empty()
+                && f.delivered == f.expected
+                && (k.as_str() != "total" || f.same_order)
+        });
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_table(figures: &std::collections::BTreeMap<String, Figures>) {
+    println!(
+        "{:<8} {:>14} {:>9} {:>9} {:>9} {:>8} {:>10} {:>10}",
+        "order", "msgs/s/peer", "p50 µs", "p99 µs", "p999 µs", "cpu s", "rss KiB", "same order"
+    );
+    for (name, f) in figures {
+        println!(
+            "{:<8} {:>14.0} {:>9.0} {:>9.0} {:>9.0} {:>8.2} {:>10} {:>10}",
+            name,
+            f.delivered_per_s_per_peer,
+            f.p50_us,
+            f.p99_us,
+            f.p999_us,
+            f.cpu_s,
+            f.peak_rss_kib,
+            if f.same_order { "yes" } else { "no" }
+        );
+        for e in &f.errors {
+            println!("         error: {e}");
+        }
+    }
+}
