@@ -345,7 +345,7 @@ impl Datagram {
         // bad frame anywhere rejects the whole datagram before any of it acts.
         let mut offset = 0;
         while offset < body.len() {
-            let (_, next) = decode_frame(&body, offset, header.from)?;
+            let (_, _, next) = check_frame(&body, offset)?;
             offset = next;
         }
         Ok(Datagram { header, body })
@@ -389,12 +389,11 @@ impl Iterator for Frames<'_> {
     }
 }
 
-/// Decodes the frame starting at `offset`; returns it and the next offset.
-fn decode_frame(
-    body: &Bytes,
-    offset: usize,
-    from: MemberId,
-) -> Result<(Frame, usize), DecodeError> {
+/// Checks the frame starting at `offset` without building it: its kind, its
+/// length, and the fields that constrain the layout. Returns the kind, the
+/// body's range and the next offset. `Datagram::parse` runs this over every
+/// frame; iteration then builds frames knowing they are valid.
+fn check_frame(body: &[u8], offset: usize) -> Result<(u8, usize, usize), DecodeError> {
     let rest = &body[offset..];
     if rest.len() < FRAME_PREFIX_LEN {
         return Err(DecodeError::Truncated { offset });
@@ -406,13 +405,50 @@ fn decode_frame(
     if end > body.len() {
         return Err(DecodeError::Truncated { offset });
     }
+    let b = &body[start..end];
     let bad_length = DecodeError::BadLength { offset, kind, len };
+    match kind {
+        kind::HELLO | kind::HELLO_ACK if len != HELLO_LEN => Err(bad_length),
+        kind::HELLO | kind::HELLO_ACK => Ok((kind, start, end)),
+        kind::ACK => {
+            if len < ACK_FIXED_LEN {
+                return Err(bad_length);
+            }
+            let (flags, words) = (b[24], usize::from(b[25]));
+            if flags & !ACK_FLAGS_KNOWN != 0 || words > SACK_MAX_WORDS {
+                return Err(DecodeError::BadAck { offset });
+            }
+            if len != ACK_FIXED_LEN + 8 * words {
+                return Err(bad_length);
+            }
+            Ok((kind, start, end))
+        }
+        kind::DATA | kind::EOS | kind::CONTROL => {
+            if len < RECORD_FIXED_LEN {
+                return Err(bad_length);
+            }
+            let ext_len = usize::from(b[24]);
+            if RECORD_FIXED_LEN + ext_len > len
+                || (kind == kind::EOS && len != RECORD_FIXED_LEN + ext_len)
+            {
+                return Err(bad_length); // (an EOS has no payload)
+            }
+            Ok((kind, start, end))
+        }
+        _ => Err(DecodeError::UnknownKind { offset, kind }),
+    }
+}
+
+/// Decodes the frame starting at `offset`; returns it and the next offset.
+fn decode_frame(
+    body: &Bytes,
+    offset: usize,
+    from: MemberId,
+) -> Result<(Frame, usize), DecodeError> {
+    let (kind, start, end) = check_frame(body, offset)?;
     let mut b = &body[start..end];
     let frame = match kind {
         kind::HELLO | kind::HELLO_ACK => {
-            if len != HELLO_LEN {
-                return Err(bad_length);
-            }
             let hello = Hello {
                 members: b.get_u16(),
                 digest: b.get_u64(),
@@ -424,25 +460,16 @@ fn decode_frame(
             }
         }
         kind::ACK => {
-            if len < ACK_FIXED_LEN {
-                return Err(bad_length);
-            }
             let cum = b.get_u64();
             let clock = b.get_u64();
             let sent = b.get_u64();
             let flags = b.get_u8();
-            let words = usize::from(b.get_u8());
-            if flags & !ACK_FLAGS_KNOWN != 0 || words > SACK_MAX_WORDS {
-                return Err(DecodeError::BadAck { offset });
-            }
-            if len != ACK_FIXED_LEN + 8 * words {
-                return Err(bad_length);
-            }
+            let words = b.get_u8();
             let mut sack = Sack::empty();
-            for w in 0..words {
+            for w in 0..usize::from(words) {
                 sack.words[w] = b.get_u64();
             }
-            sack.len = words as u8;
+            sack.len = words;
             Frame::Ack(Ack {
                 cum,
                 sack,
@@ -452,20 +479,11 @@ fn decode_frame(
                 want_reply: flags & ACK_WANT_REPLY != 0,
             })
         }
-        kind::DATA | kind::EOS | kind::CONTROL => {
-            if len < RECORD_FIXED_LEN {
-                return Err(bad_length);
-            }
+        _ => {
             let link_seq = b.get_u64();
             let value = b.get_u64();
             let stamp = b.get_u64();
             let ext_len = usize::from(b.get_u8());
-            if RECORD_FIXED_LEN + ext_len > len {
-                return Err(bad_length);
-            }
-            if kind == kind::EOS && len != RECORD_FIXED_LEN + ext_len {
-                return Err(bad_length); // EOS has no payload
-            }
             let ext_start = start + RECORD_FIXED_LEN;
             let payload_start = ext_start + ext_len;
             let record_kind = match kind {
@@ -473,16 +491,24 @@ fn decode_frame(
                 kind::EOS => RecordKind::EndOfStream { count: value },
                 _ => RecordKind::Control,
             };
+            // Slicing a `Bytes` bumps a shared reference count; skip it for
+            // the (usual) empty extension and payload.
+            let slice = |from: usize, to: usize| {
+                if from == to {
+                    Bytes::new()
+                } else {
+                    body.slice(from..to)
+                }
+            };
             Frame::Record(Record {
                 sender: from,
                 link_seq,
                 kind: record_kind,
                 stamp,
-                ext: body.slice(ext_start..payload_start),
-                payload: body.slice(payload_start..end),
+                ext: slice(ext_start, payload_start),
+                payload: slice(payload_start, end),
             })
         }
-        _ => return Err(DecodeError::UnknownKind { offset, kind }),
     };
     Ok((frame, end))
 }
