@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Measure throughput and latency of real peer processes on loopback.
     Bench(cli::bench::BenchArgs),
+    /// Verify delivery logs offline: a run directory or log files.
+    Check(cli::check::CheckArgs),
     /// (internal) One peer process of `mpcomm bench`, driven over stdin/stdout.
     #[command(hide = true)]
     BenchPeer,
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Bench(args) => cli::bench::run(args),
+        Command::Check(args) => cli::check::run(args),
         Command::BenchPeer => mpcomm::bench::peer::main().map(|()| ExitCode::SUCCESS),
         Command::GroupManager(args) => cli::group_manager::run(args),
         Command::Peer(args) => cli::peer::run(args),

@@ -1,6 +1,7 @@
 //! Subcommands of the `mpcomm` binary.
 
 pub mod bench;
+pub mod check;
 pub mod group_manager;
 pub mod peer;
 pub mod server;
