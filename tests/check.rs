@@ -54,6 +54,9 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// (order, peer 1's deliveries, verdict line, counter-example).
+type Case<'a> = (&'a str, &'a [(u16, u64)], &'a str, &'a str);
+
 const GOOD: [(u16, u64); 4] = [(0, 0), (1, 0), (0, 1), (1, 1)];
 
 #[test]
@@ -78,7 +81,7 @@ fn a_correct_run_exits_0() {
 fn each_violated_property_exits_1_with_its_counterexample() {
     let d = TempDir::new("bad");
     let a = write_log(&d.0, "a.jsonl", 5, 0, &GOOD);
-    let cases: [(&str, &[(u16, u64)], &str, &str); 4] = [
+    let cases: [Case; 4] = [
         (
             "total",
             &[(1, 0), (0, 0), (0, 1), (1, 1)],
