@@ -9,6 +9,7 @@ pub mod control;
 pub mod roles;
 pub mod runtime;
 pub mod summary;
+pub mod sweep;
 
 pub use mpcomm_check as check;
 pub use mpcomm_core as core;

@@ -35,6 +35,8 @@ enum Command {
     Server(cli::server::ServerArgs),
     /// Simulate one run deterministically (no network; same seed, same run).
     Sim(cli::sim::SimArgs),
+    /// Repeat experiments over a grid of group sizes, message counts and orders.
+    Sweep(cli::sweep::SweepArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Peer(args) => cli::peer::run(args),
         Command::Server(args) => cli::server::run(args),
         Command::Sim(args) => cli::sim::run(args),
+        Command::Sweep(args) => cli::sweep::run(args),
     };
     match result {
         Ok(code) => code,

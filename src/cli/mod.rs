@@ -6,5 +6,6 @@ pub mod group_manager;
 pub mod peer;
 pub mod server;
 pub mod sim;
+pub mod sweep;
 
 pub(crate) use group_manager::shutdown_signal;
