@@ -220,7 +220,9 @@ async fn protocol(
         }),
     };
     let mut rec = Recorder::new()?;
-    let mut error = None;
+    // The stream ends with Completed or Failed; if it just ends, the
+    // driver task died, and that must not pass for a short run.
+    let mut error = Some("the protocol driver stopped before the run completed".to_string());
     while let Some(ev) = rx.next().await {
         match ev {
             GroupEvent::Delivery(d) => {
@@ -231,7 +233,10 @@ async fn protocol(
                     .map_or(0, u64::from_be_bytes);
                 rec.record(d.sender, d.seq, sent);
             }
-            GroupEvent::Completed => break,
+            GroupEvent::Completed => {
+                error = None;
+                break;
+            }
             GroupEvent::Failed(e) => {
                 error = Some(e.to_string());
                 break;

@@ -624,6 +624,9 @@ async fn run_group(
     let run = start.run;
     let me = start.member;
     let mut failure = None;
+    // The stream ends with Completed or Failed; if it just ends, the
+    // driver task died, and a short log must not pass for a complete one.
+    let mut ended = false;
     while let Some(ev) = rx.next().await {
         match ev {
             GroupEvent::Delivery(d) => {
@@ -643,15 +646,23 @@ async fn run_group(
                 };
                 if let Err(e) = log.append(&entry) {
                     failure = Some(format!("{e:#}"));
+                    ended = true;
                     break;
                 }
             }
-            GroupEvent::Completed => break,
+            GroupEvent::Completed => {
+                ended = true;
+                break;
+            }
             GroupEvent::Failed(e) => {
                 failure = Some(e.to_string());
+                ended = true;
                 break;
             }
         }
+    }
+    if !ended {
+        failure = Some("the protocol driver stopped before the run completed".to_string());
     }
     if failure.is_none() && !matches!(sender.await, Ok(Ok(()))) {
         failure = Some("the sending task stopped early".to_string());

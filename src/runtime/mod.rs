@@ -359,7 +359,15 @@ impl GroupControl {
     /// final counters.
     pub async fn wait(self) -> Stats {
         let last = self.stats.borrow().clone();
-        self.driver.await.unwrap_or(last)
+        match self.driver.await {
+            Ok(stats) => stats,
+            Err(e) => {
+                if e.is_panic() {
+                    tracing::error!("the protocol driver panicked: {e}");
+                }
+                last
+            }
+        }
     }
 
     /// Stops the driver at once.
