@@ -24,6 +24,8 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Verify delivery logs offline: a run directory or log files.
     Check(cli::check::CheckArgs),
+    /// Run the whole system on this machine: none, then total, side by side.
+    Demo(cli::demo::DemoArgs),
     /// (internal) One peer process of `mpcomm bench`, driven over stdin/stdout.
     #[command(hide = true)]
     BenchPeer,
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(args) => cli::bench::run(args),
         Command::Check(args) => cli::check::run(args),
+        Command::Demo(args) => cli::demo::run(args),
         Command::BenchPeer => mpcomm::bench::peer::main().map(|()| ExitCode::SUCCESS),
         Command::GroupManager(args) => cli::group_manager::run(args),
         Command::Peer(args) => cli::peer::run(args),

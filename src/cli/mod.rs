@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod check;
+pub mod demo;
 pub mod group_manager;
 pub mod peer;
 pub mod server;

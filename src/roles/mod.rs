@@ -2,6 +2,7 @@
 //! sockets, serves, and stops on request. The CLI (`src/cli/`) only parses
 //! arguments and calls into these modules.
 
+pub mod demo;
 pub mod group_manager;
 pub mod peer;
 pub mod server;

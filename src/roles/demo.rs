@@ -1,0 +1,758 @@
+//! `mpcomm demo`: the whole system on one machine, in one command.
+//!
+//! The demo starts the same processes a real deployment runs — one group
+//! manager and N peers, each a separate `mpcomm` process started from this
+//! very binary — on `127.0.0.1` with ports the operating system picks. The
+//! comparison server runs inside the demo's own process (it is library code,
+//! [`Server`]). Then it runs the same experiment once per delivery order
+//! (by default `none`, then `total`) and hands back each run's outcome, so
+//! students see the ordering problem and its cure side by side.
+//!
+//! # Why real processes?
+//!
+//! The point of the demo is that nothing is faked: the peers talk UDP to
+//! each other, register over TCP with the group manager, and report their
+//! delivery logs to the server exactly as they would across a continent.
+//! Only the distance is emulated: each peer delays its own outgoing
+//! datagrams according to the sender's and receiver's regions (see
+//! [`crate::runtime`]), because one machine has no continent inside it.
+//!
+//! # Cleaning up
+//!
+//! Whatever happens — the runs end, something fails, or the user presses
+//! Ctrl-C — every process the demo started is stopped before [`run`]
+//! returns: first politely ([`Server::stop_everything`] asks every peer and
+//! then the group manager to stop, so peers unregister and close their
+//! sockets), then, after a short grace period, by killing what is left and
+//! reaping it. As a last safety net every child is spawned with
+//! `kill_on_drop`, so even a panic in the demo does not leave processes
+//! behind. Each child's stderr goes to a file under `DIR/logs/`, so nothing
+//! it prints can block it, and its last lines can be shown when it fails.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use mpcomm_core::OrderKind;
+use mpcomm_sim::NetProfile;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::server::{RunOutcome, RunParams, Server, ServerEvent, ServerOptions};
+
+/// The network the demo emulates unless told otherwise: two regions a
+/// continent apart, as measured for the original MPComm — about 1 ms within
+/// a region and 40 ± 15 ms between regions.
+pub const DEFAULT_WAN: &str = "intra=1ms±0.5ms, inter=40ms±15ms";
+
+/// How long the demo waits for a process to start and announce itself.
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long polite stopping may take before the demo kills what is left.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// How long a killed process may take to be reaped.
+const KILL_WAIT: Duration = Duration::from_secs(2);
+
+/// How often [`DemoEvent::Tick`] is sent during a run.
+const TICK: Duration = Duration::from_millis(100);
+
+/// What the demo does.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// The `mpcomm` binary to start the processes from (the CLI passes
+    /// `std::env::current_exe()`).
+    pub exe: PathBuf,
+    /// Number of peer processes.
+    pub peers: usize,
+    /// Messages each peer multicasts per run.
+    pub messages: u64,
+    /// Regions the peers are spread over, in consecutive blocks.
+    pub regions: usize,
+    /// The emulated wide-area network, or `None` for the plain loopback.
+    pub wan: Option<String>,
+    /// One run per order, in this order.
+    pub orders: Vec<OrderKind>,
+    /// Everything goes below this directory: `runs/`, `peers/`, `logs/`.
+    pub data_dir: PathBuf,
+    /// How long each process may take to start.
+    pub startup_timeout: Duration,
+}
+
+impl DemoOptions {
+    /// The default demo (6 peers × 100 messages over two regions, `none`
+    /// then `total`) in `data_dir`.
+    pub fn new(exe: PathBuf, data_dir: PathBuf) -> DemoOptions {
+        DemoOptions {
+            exe,
+            peers: 6,
+            messages: 100,
+            regions: 2,
+            wan: Some(DEFAULT_WAN.to_string()),
+            orders: vec![OrderKind::None, OrderKind::Total],
+            data_dir,
+            startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+        }
+    }
+
+    /// Checks the options before anything is started, with messages that
+    /// say how to fix them.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.peers == 0 {
+            bail!("--peers must be at least 1 (try --peers 6)");
+        }
+        if self.messages == 0 {
+            bail!("--messages must be at least 1 (try --messages 100)");
+        }
+        if self.regions == 0 {
+            bail!("--regions must be at least 1");
+        }
+        if self.regions > self.peers {
+            bail!(
+                "--regions {} is more than --peers {}: every region needs a peer",
+                self.regions,
+                self.peers
+            );
+        }
+        if self.orders.is_empty() {
+            bail!("--orders needs at least one order (e.g. none,total)");
+        }
+        if let Some(w) = &self.wan {
+            w.parse::<NetProfile>()
+                .map_err(|e| anyhow::anyhow!("--wan {w:?}: {e} (or use --wan off)"))?;
+        }
+        Ok(())
+    }
+
+    /// The parameters of the run in `order`.
+    pub fn params(&self, order: OrderKind) -> RunParams {
+        RunParams {
+            wan: self.wan.clone(),
+            ..RunParams::new(self.messages, order)
+        }
+    }
+
+    /// The peer names, `peer-0` … `peer-(N-1)`.
+    pub fn peer_name(i: usize) -> String {
+        format!("peer-{i}")
+    }
+
+    /// The region label of peer `i`: `r0`, `r1`, … in consecutive blocks.
+    pub fn peer_region(&self, i: usize) -> String {
+        format!(
+            "r{}",
+            mpcomm_sim::net::region_of(i, self.peers, self.regions)
+        )
+    }
+}
+
+/// How long the sending phase of a run should take: every peer sends its
+/// messages at random pauses between `min_interval` and `max_interval`, so
+/// on average `messages × mean pause`, plus about a second for the
+/// handshake. Only for showing progress; the run's deadline is far longer.
+pub fn expected_sending_time(params: &RunParams) -> Duration {
+    let mean = (params.min_interval + params.max_interval) / 2;
+    mean.saturating_mul(params.messages.min(u64::from(u32::MAX)) as u32) + Duration::from_secs(1)
+}
+
+/// What the demo is doing, for whoever shows progress.
+#[derive(Clone, Debug)]
+pub enum DemoEvent {
+    /// A process is being started.
+    Spawning {
+        /// `group-manager` or the peer's name.
+        name: String,
+        /// Processes to start (group manager + peers).
+        total: usize,
+    },
+    /// A process has announced itself.
+    Up {
+        /// `group-manager` or the peer's name.
+        name: String,
+        /// Processes up so far.
+        up: usize,
+        /// Processes to start (group manager + peers).
+        total: usize,
+    },
+    /// A run begins.
+    RunStarting {
+        /// Its order.
+        order: OrderKind,
+        /// 0-based index of the run.
+        index: usize,
+        /// Number of runs.
+        runs: usize,
+        /// How long sending should take ([`expected_sending_time`]).
+        expected: Duration,
+    },
+    /// Time passes in the current run (sent every 100 ms).
+    Tick {
+        /// Since the run began.
+        elapsed: Duration,
+    },
+    /// Progress from the comparison server (peers registered, reports in).
+    Server(ServerEvent),
+    /// A run is over.
+    RunFinished {
+        /// Its order.
+        order: OrderKind,
+        /// Whether it kept its order's promises.
+        passed: bool,
+    },
+    /// Stopping every process.
+    Stopping,
+}
+
+/// How the demo ended (setup errors are the `Err` of [`run`] instead).
+#[derive(Debug)]
+pub struct DemoOutcome {
+    /// One outcome per run that finished, in the order of
+    /// [`DemoOptions::orders`].
+    pub runs: Vec<RunOutcome>,
+    /// The user interrupted the demo (SIGINT/SIGTERM); `runs` may be short.
+    pub interrupted: bool,
+    /// Processes that did not stop when asked and were killed.
+    pub killed: Vec<String>,
+}
+
+impl DemoOutcome {
+    /// Every run happened and kept its order's promises.
+    pub fn passed(&self) -> bool {
+        !self.interrupted && !self.runs.is_empty() && self.runs.iter().all(|r| r.passed)
+    }
+}
+
+/// Runs the demo: starts the processes, runs one experiment per order,
+/// stops everything. Returns when all is stopped, or early (after stopping
+/// everything) when `shutdown` completes.
+///
+/// Errors are setup errors — a process that does not start, a directory
+/// that cannot be created — and name the process and its last stderr lines.
+/// A run that fails its checks is not an error: it is in the outcome.
+pub async fn run(
+    opts: &DemoOptions,
+    progress: &mut dyn FnMut(DemoEvent),
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<DemoOutcome> {
+    opts.validate()?;
+    let logs = opts.data_dir.join("logs");
+    for dir in [&opts.data_dir, &logs] {
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "cannot create {}; choose another place with --data-dir",
+                dir.display()
+            )
+        })?;
+    }
+
+    let mut cluster = Cluster {
+        exe: opts.exe.clone(),
+        logs,
+        startup_timeout: opts.startup_timeout,
+        children: Vec::new(),
+    };
+    let mut server = None;
+    let mut runs = Vec::new();
+    let result = {
+        let work = drive(opts, &mut cluster, &mut server, &mut runs, progress);
+        tokio::pin!(work);
+        tokio::pin!(shutdown);
+        tokio::select! {
+            r = &mut work => r.map(|()| false),
+            () = &mut shutdown => Ok(true),
+        }
+    };
+    progress(DemoEvent::Stopping);
+    let killed = cluster.stop(server.as_ref()).await;
+    let interrupted = result?;
+    Ok(DemoOutcome {
+        runs,
+        interrupted,
+        killed,
+    })
+}
+
+/// Everything between starting the first process and the last run.
+async fn drive(
+    opts: &DemoOptions,
+    cluster: &mut Cluster,
+    server_slot: &mut Option<Server>,
+    runs: &mut Vec<RunOutcome>,
+    progress: &mut dyn FnMut(DemoEvent),
+) -> anyhow::Result<()> {
+    let total = opts.peers + 1;
+    let deadline = Instant::now() + opts.startup_timeout;
+
+    // The group manager first: the peers need its address.
+    progress(DemoEvent::Spawning {
+        name: "group-manager".into(),
+        total,
+    });
+    let gm_line = cluster
+        .spawn_and_read(
+            "group-manager",
+            &["group-manager", "--listen", "127.0.0.1:0"],
+            deadline,
+        )
+        .await?;
+    let gm_addr: SocketAddr = gm_line
+        .strip_prefix("listening on ")
+        .and_then(|a| a.trim().parse().ok())
+        .with_context(|| {
+            format!(
+                "the group manager printed {gm_line:?} instead of `listening on ADDR`{}",
+                cluster.stderr_tail_of("group-manager")
+            )
+        })?;
+    progress(DemoEvent::Up {
+        name: "group-manager".into(),
+        up: 1,
+        total,
+    });
+
+    // The comparison server, in this process. Bound before the peers start
+    // so that, should a peer fail to start, `stop_everything` can still stop
+    // the others and the group manager.
+    let server = server_slot.insert(
+        Server::bind(ServerOptions {
+            group_manager: gm_addr.to_string(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
+            data_dir: opts.data_dir.join("runs"),
+        })
+        .await
+        .context("cannot start the comparison server")?,
+    );
+
+    // Start every peer at once (they start in parallel), then read their
+    // announcements one by one against the common deadline.
+    let gm = gm_addr.to_string();
+    let mut pending = Vec::with_capacity(opts.peers);
+    for i in 0..opts.peers {
+        let name = DemoOptions::peer_name(i);
+        let data_dir = opts.data_dir.join("peers").join(&name);
+        let data_dir = data_dir.to_string_lossy().into_owned();
+        let region = opts.peer_region(i);
+        progress(DemoEvent::Spawning {
+            name: name.clone(),
+            total,
+        });
+        let args = [
+            "peer",
+            "--group-manager",
+            &gm,
+            "--bind",
+            "127.0.0.1:0",
+            "--control",
+            "127.0.0.1:0",
+            "--name",
+            &name,
+            "--region",
+            &region,
+            "--data-dir",
+            &data_dir,
+        ];
+        pending.push((name.clone(), cluster.spawn(&name, &args)?));
+    }
+    for (k, (name, stdout)) in pending.into_iter().enumerate() {
+        let line = cluster.read_announcement(&name, stdout, deadline).await?;
+        if !line.starts_with(&format!("peer {name} registered")) {
+            bail!(
+                "{name} printed {line:?} instead of `peer {name} registered: ...`{}",
+                cluster.stderr_tail_of(&name)
+            );
+        }
+        progress(DemoEvent::Up {
+            name,
+            up: k + 2,
+            total,
+        });
+    }
+    let remaining = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(1));
+    server
+        .wait_for_peers(opts.peers, remaining, &mut |ev| {
+            progress(DemoEvent::Server(ev))
+        })
+        .await?;
+
+    for (index, &order) in opts.orders.iter().enumerate() {
+        // A peer that died between runs would still be registered until its
+        // registration expires; notice it here and say which one.
+        cluster.check_alive()?;
+        let params = opts.params(order);
+        progress(DemoEvent::RunStarting {
+            order,
+            index,
+            runs: opts.orders.len(),
+            expected: expected_sending_time(&params),
+        });
+        let outcome = run_one(server, &params, progress).await?;
+        progress(DemoEvent::RunFinished {
+            order,
+            passed: outcome.passed,
+        });
+        runs.push(outcome);
+    }
+    Ok(())
+}
+
+/// One run, with a [`DemoEvent::Tick`] every 100 ms while it lasts.
+///
+/// The server reports progress through a callback while its run future is
+/// being polled, and the ticks come from a timer; both must reach the one
+/// `progress` callback. So the server's events go through a channel and this
+/// loop — the only caller of `progress` — forwards them in order.
+async fn run_one(
+    server: &mut Server,
+    params: &RunParams,
+    progress: &mut dyn FnMut(DemoEvent),
+) -> anyhow::Result<RunOutcome> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut forward = move |ev: ServerEvent| {
+        let _ = tx.send(ev);
+    };
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let result = {
+        let work = server.run(params, &mut forward);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                r = &mut work => break r,
+                Some(ev) = rx.recv() => progress(DemoEvent::Server(ev)),
+                _ = tick.tick() => progress(DemoEvent::Tick { elapsed: started.elapsed() }),
+            }
+        }
+    };
+    while let Ok(ev) = rx.try_recv() {
+        progress(DemoEvent::Server(ev));
+    }
+    result
+}
+
+/// A process the demo started.
+struct Proc {
+    name: String,
+    child: Child,
+    stderr: PathBuf,
+}
+
+/// The processes the demo started.
+struct Cluster {
+    exe: PathBuf,
+    logs: PathBuf,
+    startup_timeout: Duration,
+    children: Vec<Proc>,
+}
+
+impl Cluster {
+    /// Starts `exe args…` as process `name`, its stderr going to
+    /// `logs/NAME.stderr`, and returns its stdout.
+    fn spawn(&mut self, name: &str, args: &[&str]) -> anyhow::Result<ChildStdout> {
+        let stderr = self.logs.join(format!("{name}.stderr"));
+        let file = std::fs::File::create(&stderr)
+            .with_context(|| format!("cannot create {}", stderr.display()))?;
+        let mut child = Command::new(&self.exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(file))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "cannot start {name} from {}: is the mpcomm binary still there?",
+                    self.exe.display()
+                )
+            })?;
+        let stdout = child.stdout.take();
+        self.children.push(Proc {
+            name: name.to_string(),
+            child,
+            stderr,
+        });
+        stdout.with_context(|| format!("{name} has no stdout pipe"))
+    }
+
+    /// Starts a process and reads its first stdout line.
+    async fn spawn_and_read(
+        &mut self,
+        name: &str,
+        args: &[&str],
+        deadline: Instant,
+    ) -> anyhow::Result<String> {
+        let stdout = self.spawn(name, args)?;
+        self.read_announcement(name, stdout, deadline).await
+    }
+
+    /// Reads the first line `name` prints, by `deadline`. Afterwards its
+    /// stdout is drained in the background, so whatever else it prints can
+    /// never fill the pipe and block it.
+    async fn read_announcement(
+        &mut self,
+        name: &str,
+        stdout: ChildStdout,
+        deadline: Instant,
+    ) -> anyhow::Result<String> {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let read = tokio::time::timeout_at(deadline, reader.read_line(&mut line)).await;
+        match read {
+            Ok(Ok(n)) if n > 0 && line.ends_with('\n') => {
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut reader, &mut tokio::io::sink()).await;
+                });
+                Ok(line.trim_end().to_string())
+            }
+            Ok(Ok(_)) => {
+                // End of output: the process is exiting, most likely with an
+                // error. Give it a moment so its status and stderr are final.
+                let status = self.wait_briefly(name).await;
+                bail!(
+                    "{name} exited before it was ready ({}){}",
+                    describe_status(status),
+                    self.stderr_tail_of(name)
+                )
+            }
+            Ok(Err(e)) => bail!(
+                "cannot read the output of {name}: {e}{}",
+                self.stderr_tail_of(name)
+            ),
+            Err(_) => bail!(
+                "{name} did not get ready within {:?} (is the machine very busy? \
+                 RUST_LOG=debug shows more in its stderr){}",
+                self.startup_timeout,
+                self.stderr_tail_of(name)
+            ),
+        }
+    }
+
+    /// Waits up to a second for `name` to exit.
+    async fn wait_briefly(&mut self, name: &str) -> Option<ExitStatus> {
+        let proc = self.children.iter_mut().find(|p| p.name == name)?;
+        tokio::time::timeout(Duration::from_secs(1), proc.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
+    /// Fails, naming the process, if any child has exited.
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        for p in &mut self.children {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                bail!(
+                    "{} exited unexpectedly ({}){}",
+                    p.name,
+                    describe_status(Some(status)),
+                    stderr_tail(&p.stderr)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The last stderr lines of `name`, formatted for an error message.
+    fn stderr_tail_of(&self, name: &str) -> String {
+        self.children
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| stderr_tail(&p.stderr))
+            .unwrap_or_default()
+    }
+
+    /// Stops every process: politely through the server, then by force.
+    /// Returns the names of the processes that had to be killed.
+    async fn stop(&mut self, server: Option<&Server>) -> Vec<String> {
+        if self.children.is_empty() {
+            return Vec::new();
+        }
+        if let Some(server) = server {
+            match tokio::time::timeout(STOP_GRACE, server.stop_everything()).await {
+                Ok(Ok(())) => {}
+                // Common after Ctrl-C: the terminal sent SIGINT to the whole
+                // process group, so the processes are already stopping.
+                Ok(Err(e)) => tracing::debug!("stopping politely: {e:#}"),
+                Err(_) => tracing::debug!("stopping politely took longer than {STOP_GRACE:?}"),
+            }
+        }
+        let grace = Instant::now() + STOP_GRACE;
+        let mut killed = Vec::new();
+        for p in &mut self.children {
+            if tokio::time::timeout_at(grace, p.child.wait()).await.is_ok() {
+                continue;
+            }
+            tracing::warn!("{} did not stop when asked; killing it", p.name);
+            let _ = p.child.start_kill();
+            if tokio::time::timeout(KILL_WAIT, p.child.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!("{} did not exit after SIGKILL", p.name);
+            }
+            killed.push(p.name.clone());
+        }
+        killed
+    }
+}
+
+fn describe_status(status: Option<ExitStatus>) -> String {
+    match status {
+        Some(s) => s.to_string(),
+        None => "still running".to_string(),
+    }
+}
+
+/// The last lines of a process's stderr file, indented, or a note that it
+/// is empty.
+fn stderr_tail(path: &Path) -> String {
+    const LINES: usize = 12;
+    const MAX_LINE: usize = 300;
+    let text = match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) => return format!("\n  (cannot read {}: {e})", path.display()),
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return format!("\n  (its stderr, {}, is empty)", path.display());
+    }
+    let mut s = format!("\n  last lines of its stderr ({}):", path.display());
+    for l in &lines[lines.len().saturating_sub(LINES)..] {
+        let l: String = l.chars().take(MAX_LINE).collect();
+        s.push_str("\n    ");
+        s.push_str(&l);
+    }
+    s
+}
+
+/// A new directory `base/YYYYMMDD-HHMMSS` (UTC; `-1`, `-2`, … appended if
+/// two demos start in the same second), created.
+pub fn new_demo_dir(base: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(base).with_context(|| {
+        format!(
+            "cannot create {}; choose another place with --data-dir",
+            base.display()
+        )
+    })?;
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let stamp = utc_stamp(secs);
+    for k in 0..1000 {
+        let name = if k == 0 {
+            stamp.clone()
+        } else {
+            format!("{stamp}-{k}")
+        };
+        let dir = base.join(name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot create {}; choose another place with --data-dir",
+                    dir.display()
+                )));
+            }
+        }
+    }
+    bail!("too many demos in {} this second", base.display())
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC for seconds since the epoch (H. Hinnant's
+/// civil-from-days algorithm; the same stamp the server gives run
+/// directories, so the demo's directory sorts with its runs).
+fn utc_stamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> DemoOptions {
+        DemoOptions::new(PathBuf::from("mpcomm"), PathBuf::from("x"))
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        opts().validate().unwrap();
+        assert!(DEFAULT_WAN.parse::<NetProfile>().is_ok());
+    }
+
+    #[test]
+    fn bad_options_say_what_to_do() {
+        type Tweak = fn(&mut DemoOptions);
+        let cases: [(Tweak, &str); 5] = [
+            (|o| o.peers = 0, "--peers"),
+            (|o| o.messages = 0, "--messages"),
+            (|o| o.regions = 7, "--regions"),
+            (|o| o.orders.clear(), "--orders"),
+            (|o| o.wan = Some("inter=fast".into()), "--wan"),
+        ];
+        for (tweak, flag) in cases {
+            let mut o = opts();
+            tweak(&mut o);
+            let e = o.validate().unwrap_err().to_string();
+            assert!(e.contains(flag), "{e}");
+        }
+    }
+
+    #[test]
+    fn regions_are_consecutive_blocks() {
+        let o = opts();
+        let r: Vec<String> = (0..6).map(|i| o.peer_region(i)).collect();
+        assert_eq!(r, ["r0", "r0", "r0", "r1", "r1", "r1"]);
+    }
+
+    #[test]
+    fn expected_time_is_messages_times_mean_pause_plus_handshake() {
+        let p = RunParams::new(100, OrderKind::Total);
+        assert_eq!(expected_sending_time(&p), Duration::from_millis(6500));
+    }
+
+    #[test]
+    fn stamps() {
+        assert_eq!(utc_stamp(0), "19700101-000000");
+        assert_eq!(utc_stamp(951_782_400), "20000229-000000");
+    }
+
+    #[tokio::test]
+    async fn a_missing_binary_is_a_clear_setup_error() {
+        let dir = std::env::temp_dir().join(format!("mpcomm-demo-unit-{}", std::process::id()));
+        let mut o = opts();
+        o.exe = dir.join("no-such-binary");
+        o.data_dir = dir.clone();
+        let e = run(&o, &mut |_| {}, std::future::pending())
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("cannot start group-manager"),
+            "{e:#}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
