@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod control;
+pub mod report;
 pub mod roles;
 pub mod runtime;
 pub mod summary;

@@ -326,12 +326,11 @@ fn comparison(runs: &[RunOutcome], opts: &DemoOptions) -> String {
             let _ = writeln!(s, "{order:<6} FAILED: {e}");
         }
         let _ = writeln!(s, "{order:<6} run directory: {}", r.run_dir.display());
-        // Another part of the project may add an HTML report to the
-        // outcome; show it when it is there, without depending on it.
-        if let Ok(v) = serde_json::to_value(r)
-            && let Some(report) = v.get("report").and_then(|p| p.as_str())
-        {
-            let _ = writeln!(s, "{:6} report: {report}", "");
+        if let Some(report) = &r.report {
+            let _ = writeln!(s, "{:6} report: {}", "", report.display());
+        }
+        if let Some(e) = &r.report_error {
+            let _ = writeln!(s, "{:6} no report: {e}", "");
         }
     }
     let _ = writeln!(

@@ -222,5 +222,11 @@ fn show(outcome: &RunOutcome, json: bool) -> anyhow::Result<()> {
         print!("{}", mpcomm::summary::findings_table(f));
     }
     println!("  stored in {}", outcome.run_dir.display());
+    if let Some(report) = &outcome.report {
+        println!("  report: {}", report.display());
+    }
+    if let Some(e) = &outcome.report_error {
+        println!("  no report: {e}");
+    }
     Ok(())
 }

@@ -144,6 +144,14 @@ pub struct RunOutcome {
     pub duration_s: f64,
     /// Each member.
     pub members: Vec<MemberOutcome>,
+    /// The run's `report.html` (see [`crate::report`]); absent when it could
+    /// not be written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<PathBuf>,
+    /// Why the report could not be written. The report is a view of the
+    /// run, not part of it: failing to write it never fails the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report_error: Option<String>,
     /// The checker's findings (present when every member reported a log).
     #[serde(flatten)]
     pub findings: Option<Findings>,
@@ -458,7 +466,7 @@ impl Server {
             None
         };
         let passed = error.is_none() && findings.as_ref().is_some_and(|f| f.passed);
-        let outcome = RunOutcome {
+        let mut outcome = RunOutcome {
             run,
             run_dir: run_dir.clone(),
             passed,
@@ -469,12 +477,20 @@ impl Server {
             },
             duration_s: started.elapsed().as_secs_f64(),
             members: outcomes,
+            report: Some(run_dir.join(crate::report::REPORT_FILE)),
+            report_error: None,
             findings,
         };
-        let json = serde_json::to_vec_pretty(&outcome)?;
-        tokio::fs::write(run_dir.join("summary.json"), json)
-            .await
-            .with_context(|| format!("cannot write {}/summary.json", run_dir.display()))?;
+        // The summary names the report before it exists, because the report
+        // is drawn from the summary; if drawing fails, the summary is
+        // rewritten to say so.
+        write_summary(&outcome).await?;
+        if let Err(e) = write_report(&run_dir).await {
+            tracing::warn!("run {run}: {e}");
+            outcome.report = None;
+            outcome.report_error = Some(e);
+            write_summary(&outcome).await?;
+        }
         Ok(outcome)
     }
 
@@ -501,6 +517,35 @@ impl Server {
             )
         })?;
         Ok(())
+    }
+}
+
+/// Writes the run's `summary.json`.
+async fn write_summary(outcome: &RunOutcome) -> anyhow::Result<()> {
+    let json = serde_json::to_vec_pretty(outcome)?;
+    let path = outcome.run_dir.join("summary.json");
+    tokio::fs::write(&path, json)
+        .await
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// How long drawing a report may take; a run of millions of deliveries
+/// takes a few seconds.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Writes the run's `report.html` on a blocking thread (it reads every log
+/// again and renders it), bounded by [`REPORT_TIMEOUT`]. The error, if any,
+/// is a sentence for `summary.json`.
+async fn write_report(run_dir: &Path) -> Result<PathBuf, String> {
+    let dir = run_dir.to_path_buf();
+    let task = tokio::task::spawn_blocking(move || crate::report::write_report(&dir));
+    match tokio::time::timeout(REPORT_TIMEOUT, task).await {
+        Ok(Ok(Ok(path))) => Ok(path),
+        Ok(Ok(Err(e))) => Err(format!("cannot write the report: {e:#}")),
+        Ok(Err(e)) => Err(format!("writing the report crashed: {e}")),
+        Err(_) => Err(format!(
+            "writing the report took longer than {REPORT_TIMEOUT:?}; gave up"
+        )),
     }
 }
 

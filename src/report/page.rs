@@ -1,0 +1,436 @@
+//! The page around the pictures: header, key figures, the verdict with its
+//! counter-examples, the members table, and the style sheet.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use mpcomm_check::{Findings, Property};
+use mpcomm_core::{MemberId, OrderKind};
+
+use super::diagram::{self, Lane};
+use super::histogram;
+use super::svg::{self, esc, thousands};
+use super::{ReportInput, ReportMember};
+
+/// The whole page.
+pub fn render(input: &ReportInput) -> String {
+    let f = input.findings.as_ref();
+    let order = f
+        .map(|f| f.order.clone())
+        .or_else(|| input.params.order.clone())
+        .unwrap_or_else(|| "unknown".into());
+
+    // Lanes: every member the summary lists and every peer with a log.
+    let ids: BTreeSet<MemberId> = input
+        .members
+        .iter()
+        .map(|m| m.id)
+        .chain(input.logs.iter().map(|l| l.peer))
+        .collect();
+    let lanes: Vec<Lane> = ids
+        .iter()
+        .map(|&id| {
+            let member = input.members.iter().find(|m| m.id == id);
+            let log = input.logs.iter().find(|l| l.peer == id);
+            Lane {
+                peer: id,
+                name: member
+                    .map(|m| m.name.clone())
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| format!("peer {id}")),
+                region: member
+                    .map(|m| m.region.clone())
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or_else(|| "region unknown".into()),
+                log,
+                note: match (log, member) {
+                    (Some(_), _) => None,
+                    (None, Some(m)) => Some(format!("no log; status {}", m.status)),
+                    (None, None) => Some("no log".into()),
+                },
+            }
+        })
+        .collect();
+    // Without findings (a failed run) the disorder is still worth showing:
+    // find it in the logs there are.
+    let first_unordered = match f {
+        Some(f) => f.first_unordered_round,
+        None => mpcomm_check::unordered_rounds(&input.logs).first_unordered,
+    };
+    let origin = input
+        .logs
+        .iter()
+        .flat_map(|l| &l.entries)
+        .flat_map(|e| e.sent_us.into_iter().chain(e.delivered_us))
+        .min();
+    let dia = diagram::render(&lanes, first_unordered, origin);
+
+    let mut s = String::with_capacity(dia.svg.len() + 32 * 1024);
+    let title = format!("mpcomm report — {}", input.title);
+    let _ = writeln!(
+        s,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{}</title><style>{CSS}</style></head><body>",
+        esc(&title)
+    );
+    header(&mut s, input, &order, lanes.len());
+    if let Some(e) = &input.error {
+        let _ = writeln!(
+            s,
+            "<div class=\"error\"><strong>The run failed:</strong> {}</div>",
+            esc(e)
+        );
+    }
+    if !input.missing.is_empty() {
+        s.push_str("<div class=\"missing-list\"><strong>Not in this report:</strong><ul>");
+        for m in &input.missing {
+            let _ = write!(s, "<li>{}</li>", esc(m));
+        }
+        s.push_str("</ul></div>\n");
+    }
+    key_figures(&mut s, f, &order);
+
+    // The diagram.
+    s.push_str("<section id=\"diagram\"><h2>Space-time diagram</h2>");
+    s.push_str(
+        "<p class=\"how\">One lane per peer; time runs to the right. Each mark is one delivery, \
+         coloured by the member that sent the message. A thin line joins the deliveries of the same \
+         message from lane to lane: when all peers deliver in the same order the lines run side by \
+         side, and <strong>where two lines cross, two peers delivered two messages in opposite \
+         orders</strong>. Hover a mark to see the message (sender:sequence), its Lamport stamp, \
+         when and at which position it was delivered.</p>",
+    );
+    legend(&mut s, &lanes, input);
+    let _ = writeln!(
+        s,
+        "<p class=\"caption\">{}</p><div class=\"scroll\">{}</div></section>",
+        esc(&dia.caption),
+        dia.svg
+    );
+
+    verdict(&mut s, f, &order);
+
+    s.push_str("<section id=\"latency-section\"><h2>Latency</h2><p class=\"how\">How long each message took from being sent to being delivered, over every delivery of every peer. \
+         <code>none</code> delivers on arrival, so this is the network's delay; <code>total</code> holds messages back until every peer can deliver them in the same order, and pays for it here.</p>");
+    s.push_str(&histogram::render(&input.logs));
+    s.push_str("</section>\n");
+
+    members(&mut s, &input.members);
+    let _ = writeln!(
+        s,
+        "<footer>Written by mpcomm {}. Rounds and positions count from 0: position <em>k</em> is line <em>k</em>+1 of a peer's log. \
+         Check the logs yourself with <code>mpcomm check {}</code>.</footer>\n</body></html>",
+        env!("CARGO_PKG_VERSION"),
+        esc(&input.title)
+    );
+    s
+}
+
+fn header(s: &mut String, input: &ReportInput, order: &str, peers: usize) {
+    let (badge, class) = match input.passed {
+        Some(true) => ("PASS", "pass"),
+        Some(false) => ("FAIL", "fail"),
+        None => ("?", "unknown"),
+    };
+    let p = &input.params;
+    let mut facts = vec![format!("order <strong>{}</strong>", esc(order))];
+    facts.push(format!("{peers} peer(s)"));
+    if let Some(m) = p.messages {
+        facts.push(format!("{} messages each", thousands(m)));
+    }
+    facts.push(match &p.wan {
+        Some(w) => format!("emulated WAN {}", esc(w)),
+        None => "no WAN emulation".into(),
+    });
+    if let (Some(a), Some(b)) = (p.min_interval, p.max_interval) {
+        facts.push(format!("sent every {}–{}", svg::ms(a), svg::ms(b)));
+    }
+    if let Some(seed) = p.seed {
+        facts.push(format!("seed {seed}"));
+    }
+    if let Some(d) = input.duration_s.filter(|d| d.is_finite()) {
+        facts.push(format!("took {d:.1} s"));
+    }
+    let run = input.run.map(|r| format!(" · run {r}")).unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "<header><div class=\"badge {class}\">{badge}</div><div><h1>mpcomm run report</h1>\
+         <p class=\"sub\">{}{run}</p><p class=\"facts\">{}</p></div></header>",
+        esc(&input.title),
+        facts.join(" · ")
+    );
+}
+
+/// The row of big numbers under the header.
+fn key_figures(s: &mut String, f: Option<&Findings>, order: &str) {
+    let Some(f) = f else { return };
+    s.push_str("<div class=\"cards\">");
+    let _ = write!(
+        s,
+        "<div class=\"card{}\"><div class=\"big\">{}</div><div>unordered rounds of {}</div><div class=\"small\">{}</div></div>",
+        if f.unordered_rounds > 0 { " warn" } else { "" },
+        thousands(f.unordered_rounds),
+        thousands(f.rounds),
+        match f.first_unordered_round {
+            Some(r) => format!("the first at position {}", thousands(r)),
+            None => "every peer delivered the same sequence".into(),
+        }
+    );
+    let violated: Vec<String> = Property::ALL
+        .iter()
+        .filter(|p| !f.holds(**p))
+        .map(|p| p.to_string())
+        .collect();
+    let _ = write!(
+        s,
+        "<div class=\"card{}\"><div class=\"big\">{}</div><div>{}</div><div class=\"small\">{}</div></div>",
+        if f.passed { " ok" } else { " bad" },
+        if f.passed { "kept" } else { "broken" },
+        esc(&format!("the promises of order {order}")),
+        if violated.is_empty() {
+            "all four properties hold".to_string()
+        } else {
+            format!("violated: {}", violated.join(", "))
+        }
+    );
+    if let Some(l) = &f.latency_us {
+        let _ = write!(
+            s,
+            "<div class=\"card\"><div class=\"big\">{}</div><div>median latency</div><div class=\"small\">p99 {}, max {}</div></div>",
+            svg::ms(l.p50),
+            svg::ms(l.p99),
+            svg::ms(l.max)
+        );
+    }
+    let _ = write!(
+        s,
+        "<div class=\"card{}\"><div class=\"big\">{}</div><div>of {} deliveries</div><div class=\"small\">every peer × every message</div></div>",
+        if f.delivered == f.expected {
+            ""
+        } else {
+            " bad"
+        },
+        thousands(f.delivered),
+        thousands(f.expected)
+    );
+    s.push_str("</div>\n");
+}
+
+/// The legend: one entry per sender, with its colour and shape.
+fn legend(s: &mut String, lanes: &[Lane], input: &ReportInput) {
+    let senders: BTreeSet<MemberId> = lanes
+        .iter()
+        .map(|l| l.peer)
+        .chain(
+            input
+                .logs
+                .iter()
+                .flat_map(|l| l.entries.iter().map(|e| e.sender)),
+        )
+        .collect();
+    if senders.is_empty() {
+        return;
+    }
+    s.push_str("<div class=\"legend\"><span class=\"legend-title\">sender:</span>");
+    for (i, &id) in senders.iter().enumerate() {
+        if i == 64 {
+            let _ = write!(s, "<span>… and {} more</span>", senders.len() - 64);
+            break;
+        }
+        let name = lanes
+            .iter()
+            .find(|l| l.peer == id)
+            .map(|l| l.name.clone())
+            .unwrap_or_else(|| format!("member {id}"));
+        let shape = svg::shape(id);
+        let _ = write!(
+            s,
+            "<span class=\"key\"><svg width=\"14\" height=\"14\" viewBox=\"0 0 14 14\" aria-hidden=\"true\">"
+        );
+        svg::open_shape(s, shape, 7.0, 7.5, 5.0);
+        let _ = write!(
+            s,
+            " fill=\"{}\"></{}></svg>{id}: {}</span>",
+            svg::colour(id),
+            svg::shape_tag(shape),
+            esc(&name)
+        );
+    }
+    s.push_str("</div>");
+}
+
+/// The verdict: each property, with its first counter-example.
+fn verdict(s: &mut String, f: Option<&Findings>, order: &str) {
+    s.push_str("<section id=\"verdict\"><h2>Verdict</h2>");
+    let Some(f) = f else {
+        s.push_str("<p class=\"missing\">No verdict: the checker's findings are not available for this run.</p></section>\n");
+        return;
+    };
+    let kind: Option<OrderKind> = order.parse().ok();
+    let _ = write!(
+        s,
+        "<p class=\"metric\">Found <strong>{}</strong> unordered message rounds (of {} rounds).</p>\
+         <p class=\"how\">This is the number the original MPComm printed. Round <em>k</em> compares the <em>k</em>-th delivery of every peer; \
+         it is unordered when they did not all deliver the same message there.{} The four properties below say precisely what went wrong, if anything.</p>",
+        thousands(f.unordered_rounds),
+        thousands(f.rounds),
+        match f.first_unordered_round {
+            Some(r) => format!(
+                " The first unordered round is at position {}, ringed in red in the diagram.",
+                thousands(r)
+            ),
+            None => String::new(),
+        }
+    );
+    s.push_str(
+        "<table class=\"props\"><thead><tr><th>property</th><th>result</th><th>promised by <code>",
+    );
+    s.push_str(&esc(order));
+    s.push_str("</code>?</th><th>first counter-example</th></tr></thead><tbody>");
+    for p in Property::ALL {
+        let holds = f.holds(p);
+        let promised = kind.map(|k| p.promised_by(k));
+        let example = match p {
+            Property::TotalOrder => f.counterexamples.total_order.as_deref(),
+            Property::Agreement => f.counterexamples.agreement.as_deref(),
+            Property::Integrity => f.counterexamples.integrity.as_deref(),
+            Property::Fifo => f.counterexamples.fifo.as_deref(),
+        };
+        let (class, result) = match (holds, promised) {
+            (true, _) => ("ok", "✓ holds"),
+            (false, Some(false)) => ("allowed", "✗ violated"),
+            (false, _) => ("bad", "✗ violated"),
+        };
+        let _ = write!(
+            s,
+            "<tr class=\"{class}\"><td>{}</td><td class=\"result\">{result}</td><td>{}</td><td>{}</td></tr>",
+            esc(&p.to_string()),
+            match promised {
+                Some(true) => "yes",
+                Some(false) => "no: allowed to fail",
+                None => "?",
+            },
+            match example {
+                Some(e) => esc(e),
+                None if holds => "—".to_string(),
+                None => "(not recorded)".to_string(),
+            }
+        );
+    }
+    s.push_str("</tbody></table>");
+    let _ = writeln!(
+        s,
+        "<p class=\"how\">Delivered {} of {} expected deliveries. The run {} because {}.</p></section>",
+        thousands(f.delivered),
+        thousands(f.expected),
+        if f.passed { "passes" } else { "fails" },
+        if f.passed {
+            format!("every property the {} order promises holds", esc(order))
+        } else {
+            format!("a property the {} order promises is violated", esc(order))
+        }
+    );
+}
+
+/// The members table.
+fn members(s: &mut String, members: &[ReportMember]) {
+    s.push_str("<section id=\"members\"><h2>Members</h2>");
+    if members.is_empty() {
+        s.push_str("<p class=\"missing\">The summary lists no members.</p></section>\n");
+        return;
+    }
+    s.push_str(
+        "<table class=\"members\"><thead><tr><th>id</th><th>name</th><th>region</th><th>status</th>\
+         <th>log entries</th><th>datagrams sent</th><th>retransmissions</th><th>dropped</th>\
+         <th>most held back</th><th>error</th></tr></thead><tbody>",
+    );
+    for m in members {
+        let stat = |k: &str| {
+            m.stats
+                .get(k)
+                .map(|v| thousands(*v))
+                .unwrap_or_else(|| "—".into())
+        };
+        let _ = write!(
+            s,
+            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            if m.status == "completed" { "" } else { "bad" },
+            m.id,
+            esc(&m.name),
+            esc(&m.region),
+            esc(&m.status),
+            thousands(m.entries),
+            stat("datagrams_sent"),
+            stat("retransmissions"),
+            stat("dropped"),
+            stat("max_held"),
+            esc(m.error.as_deref().unwrap_or(""))
+        );
+    }
+    s.push_str("</tbody></table></section>\n");
+}
+
+/// The style sheet: system fonts only (nothing is fetched).
+const CSS: &str = r#"
+:root{--ink:#1d2433;--muted:#5b6475;--line:#d9dde5;--ok:#1a7f37;--bad:#c62828;--warn:#b26a00}
+*{box-sizing:border-box}
+body{margin:0;padding:18px 26px 40px;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:var(--ink);background:#fff}
+h1{font-size:21px;margin:0}
+h2{font-size:17px;margin:26px 0 6px;border-bottom:1px solid var(--line);padding-bottom:3px}
+code{font:12.5px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:#f2f4f7;padding:0 3px;border-radius:3px}
+header{display:flex;gap:16px;align-items:center}
+.sub{margin:2px 0 0;color:var(--muted);font-size:13px}
+.facts{margin:2px 0 0}
+.badge{font-weight:700;font-size:20px;padding:10px 16px;border-radius:8px;color:#fff;letter-spacing:.05em}
+.badge.pass{background:var(--ok)}.badge.fail{background:var(--bad)}.badge.unknown{background:#777}
+.error{margin:12px 0;padding:10px 14px;border-left:4px solid var(--bad);background:#fdecea}
+.missing-list{margin:12px 0;padding:8px 14px;border-left:4px solid var(--warn);background:#fff6e5}
+.missing-list ul{margin:4px 0 0;padding-left:20px}
+.missing{color:var(--muted);font-style:italic}
+.cards{display:flex;flex-wrap:wrap;gap:12px;margin:14px 0 4px}
+.card{flex:0 1 230px;border:1px solid var(--line);border-radius:8px;padding:8px 12px;border-top:4px solid #8a94a6}
+.card.ok{border-top-color:var(--ok)}.card.bad{border-top-color:var(--bad)}.card.warn{border-top-color:var(--warn)}
+.card .big{font-size:24px;font-weight:700}
+.card .small{color:var(--muted);font-size:12.5px}
+.how{color:var(--muted);max-width:980px;margin:4px 0 8px}
+.caption{margin:4px 0;font-weight:600}
+.legend{display:flex;flex-wrap:wrap;gap:4px 14px;align-items:center;margin:6px 0}
+.legend-title{color:var(--muted)}
+.key{display:inline-flex;align-items:center;gap:4px;white-space:nowrap}
+.scroll{overflow-x:auto;border:1px solid var(--line);border-radius:6px;background:#fff}
+#spacetime .band{fill:#f4f6f9}
+#spacetime .track{stroke:#b9c0cc;stroke-width:1}
+#spacetime .links polyline{fill:none;stroke-width:1.1;stroke-opacity:.5}
+#spacetime .mark{stroke:#fff;stroke-width:.7}
+#spacetime .mark:hover{stroke:#000;stroke-width:1.5}
+#spacetime .ring{fill:none;stroke:#d00000;stroke-width:2.2}
+#spacetime .ring-link{fill:none;stroke:#d00000;stroke-width:1.4;stroke-dasharray:4 3}
+#spacetime .ring-label{fill:#d00000;font-size:12.5px;font-weight:600}
+#spacetime .lane-name{font-size:13.5px;font-weight:600;fill:var(--ink)}
+#spacetime .lane-sub{font-size:11.5px;fill:var(--muted)}
+#spacetime .lane-repeat{font-size:10.5px;fill:#9aa3b2}
+#spacetime .empty{font-size:12px;fill:var(--muted);font-style:italic}
+#spacetime .cut rect{fill:#eceff3}
+#spacetime .cut text{font-size:20px;fill:#8a94a6;text-anchor:middle}
+svg .axis{stroke:#8a94a6;stroke-width:1}
+svg .grid{stroke:#e6e9ef;stroke-width:1}
+svg .tick{font-size:11px;fill:var(--muted);text-anchor:middle}
+svg .axis-title{font-size:11.5px;fill:var(--muted);font-weight:600}
+#latency .bar{fill:#0072B2}
+#latency .bar.overflow{fill:#8a94a6}
+#latency .pct{stroke:#D55E00;stroke-width:1.3;stroke-dasharray:4 3}
+#latency .pct-label{font-size:11.5px;fill:#D55E00;font-weight:600}
+table{border-collapse:collapse;margin:8px 0}
+th,td{border-bottom:1px solid var(--line);padding:5px 10px;text-align:left;vertical-align:top}
+th{font-size:12.5px;color:var(--muted);font-weight:600}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+.props tr.ok .result{color:var(--ok);font-weight:600}
+.props tr.bad .result{color:var(--bad);font-weight:700}
+.props tr.allowed .result{color:var(--warn);font-weight:600}
+.props td:last-child{max-width:620px}
+.members tr.bad td{color:var(--bad)}
+.metric{font-size:16px;margin:6px 0 2px}
+footer{margin-top:30px;color:var(--muted);font-size:12.5px}
+"#;
