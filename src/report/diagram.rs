@@ -40,7 +40,7 @@ pub const AROUND: usize = 150;
 /// and the lines between them stay apart.
 const PX_PER_POS: f64 = 8.0;
 /// Narrowest window, so that a short run still has a readable axis.
-const MIN_SEGMENT: f64 = 420.0;
+const MIN_SEGMENT: f64 = 900.0;
 /// Room for the lane labels.
 const LEFT: f64 = 190.0;
 const RIGHT: f64 = 30.0;
@@ -362,15 +362,19 @@ pub fn render(lanes: &[Lane], first_unordered: Option<u64>, origin_us: Option<u6
                 esc(title)
             );
         }
-        let anchor = if x_first > width - 260.0 {
-            "end"
+        // About 7 px per character of the bold label; it goes to the left
+        // of the ring when there is no room on the right.
+        let label = format!("first unordered round (position {})", thousands(f as u64));
+        let room = label.chars().count() as f64 * 7.0;
+        let (lx, anchor) = if x_first + room > width - RIGHT / 2.0 {
+            (x_first + 6.0, "end")
         } else {
-            "start"
+            (x_first - 6.0, "start")
         };
         let _ = write!(
             s,
-            "<text class=\"ring-label\" x=\"{}\" y=\"{}\" text-anchor=\"{anchor}\">first unordered round (position {f}): the peers delivered different messages here</text>",
-            num(x_first - 6.0),
+            "<text class=\"ring-label\" x=\"{}\" y=\"{}\" text-anchor=\"{anchor}\">{label}<title>the peers delivered different messages at this position: the first unordered round</title></text>",
+            num(lx),
             num(FIRST_LANE_Y - 17.0)
         );
         s.push_str("</g>");

@@ -120,7 +120,7 @@ pub fn render(input: &ReportInput) -> String {
     let _ = writeln!(
         s,
         "<footer>Written by mpcomm {}. Rounds and positions count from 0: position <em>k</em> is line <em>k</em>+1 of a peer's log. \
-         Check the logs yourself with <code>mpcomm check {}</code>.</footer>\n</body></html>",
+         Check the logs yourself: <code>mpcomm check</code> on this run directory (<code>{}</code>) gives the same verdict.</footer>\n</body></html>",
         env!("CARGO_PKG_VERSION"),
         esc(&input.title)
     );
@@ -421,7 +421,8 @@ svg .axis-title{font-size:11.5px;fill:var(--muted);font-weight:600}
 #latency .bar{fill:#0072B2}
 #latency .bar.overflow{fill:#8a94a6}
 #latency .pct{stroke:#D55E00;stroke-width:1.3;stroke-dasharray:4 3}
-#latency .pct-label{font-size:11.5px;fill:#D55E00;font-weight:600}
+#latency .pct-label{font-size:11.5px;fill:#D55E00;font-weight:600;paint-order:stroke;stroke:#fff;stroke-width:3px}
+#spacetime .ring-label{paint-order:stroke;stroke:#fff;stroke-width:3px}
 table{border-collapse:collapse;margin:8px 0}
 th,td{border-bottom:1px solid var(--line);padding:5px 10px;text-align:left;vertical-align:top}
 th{font-size:12.5px;color:var(--muted);font-weight:600}
