@@ -45,7 +45,7 @@ pub struct ServerArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     expect_timeout: Duration,
     /// Emulate a wide-area network, e.g. 'intra=2ms±1ms, inter=80ms±30ms, loss=1%'.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_wan)]
     wan: Option<String>,
     /// Shortest pause between two messages of a peer.
     #[arg(long, default_value = "10ms", value_parser = parse_duration)]
@@ -71,6 +71,15 @@ pub struct ServerArgs {
     /// Print one JSON object per run (the run's summary.json) instead of text.
     #[arg(long)]
     json: bool,
+}
+
+/// Checks a `--wan` spec while the arguments are parsed, so that a typo is
+/// reported at once, not after waiting for peers (or, interactively, for
+/// the first number typed).
+fn parse_wan(s: &str) -> Result<String, String> {
+    s.parse::<mpcomm_sim::NetProfile>()
+        .map_err(|e| e.to_string())?;
+    Ok(s.to_string())
 }
 
 impl ServerArgs {
@@ -112,6 +121,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<ExitCode> {
         data_dir: args.data_dir.clone(),
     })
     .await?;
+    // Tells scripts and tests the report port when --listen asks for port 0.
+    eprintln!("listening for reports on {}", server.report_addr());
     let quiet = args.json;
     let mut progress = |ev: ServerEvent| {
         if !quiet {
