@@ -8,6 +8,10 @@
 //! (by default `none`, then `total`) and hands back each run's outcome, so
 //! students see the ordering problem and its cure side by side.
 //!
+//! [`run_each`] is the same machinery with any list of runs (each with its
+//! own workload and seed) instead of one per order; `mpcomm sweep
+//! --processes` uses it to make many runs on one set of processes.
+//!
 //! # Why real processes?
 //!
 //! The point of the demo is that nothing is faked: the peers talk UDP to
@@ -102,11 +106,26 @@ impl DemoOptions {
     /// Checks the options before anything is started, with messages that
     /// say how to fix them.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.peers == 0 {
-            bail!("--peers must be at least 1 (try --peers 6)");
-        }
+        self.validate_cluster()?;
         if self.messages == 0 {
             bail!("--messages must be at least 1 (try --messages 100)");
+        }
+        if self.orders.is_empty() {
+            bail!("--orders needs at least one order (e.g. none,total)");
+        }
+        if let Some(w) = &self.wan {
+            w.parse::<NetProfile>()
+                .map_err(|e| anyhow::anyhow!("--wan {w:?}: {e} (or use --wan off)"))?;
+        }
+        Ok(())
+    }
+
+    /// Checks what [`run_each`] uses of the options: the processes to start
+    /// (`peers`, `regions`), not the workload (`messages`, `orders`, `wan`),
+    /// which [`run_each`] takes from its list of runs instead.
+    pub fn validate_cluster(&self) -> anyhow::Result<()> {
+        if self.peers == 0 {
+            bail!("--peers must be at least 1 (try --peers 6)");
         }
         if self.regions == 0 {
             bail!("--regions must be at least 1");
@@ -118,14 +137,13 @@ impl DemoOptions {
                 self.peers
             );
         }
-        if self.orders.is_empty() {
-            bail!("--orders needs at least one order (e.g. none,total)");
-        }
-        if let Some(w) = &self.wan {
-            w.parse::<NetProfile>()
-                .map_err(|e| anyhow::anyhow!("--wan {w:?}: {e} (or use --wan off)"))?;
-        }
         Ok(())
+    }
+
+    /// The runs `mpcomm demo` makes: one per order, in the order of
+    /// [`DemoOptions::orders`].
+    pub fn planned_runs(&self) -> Vec<RunParams> {
+        self.orders.iter().map(|&o| self.params(o)).collect()
     }
 
     /// The parameters of the run in `order`.
@@ -210,8 +228,8 @@ pub enum DemoEvent {
 /// How the demo ended (setup errors are the `Err` of [`run`] instead).
 #[derive(Debug)]
 pub struct DemoOutcome {
-    /// One outcome per run that finished, in the order of
-    /// [`DemoOptions::orders`].
+    /// One outcome per run that finished, in the order they were planned
+    /// ([`DemoOptions::orders`] for [`run`], the list given to [`run_each`]).
     pub runs: Vec<RunOutcome>,
     /// The user interrupted the demo (SIGINT/SIGTERM); `runs` may be short.
     pub interrupted: bool,
@@ -239,14 +257,48 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<DemoOutcome> {
     opts.validate()?;
+    match run_each(opts, &opts.planned_runs(), progress, shutdown).await {
+        (_, Some(e)) => Err(e),
+        (outcome, None) => Ok(outcome),
+    }
+}
+
+/// Like [`run`], but with an explicit list of runs instead of one per order:
+/// starts the processes of `opts` (its `peers` and `regions`) once, makes
+/// every run of `runs` on them in turn, and stops everything. This is what
+/// `mpcomm sweep --processes` uses: one cluster per group size, many
+/// workloads (each with its own seed, message count and pauses) on it —
+/// starting processes costs seconds, a run of a small workload less.
+///
+/// Unlike [`run`], an error does not throw away the runs that finished
+/// before it: it comes back *beside* the outcome, whose `runs` holds them.
+/// The error is a setup error (nothing ran), or a run that could not be
+/// made at all (a peer died between runs, a directory could not be
+/// created); every later run of the list was skipped. In every case all
+/// processes are stopped before this returns.
+pub async fn run_each(
+    opts: &DemoOptions,
+    runs: &[RunParams],
+    progress: &mut dyn FnMut(DemoEvent),
+    shutdown: impl Future<Output = ()>,
+) -> (DemoOutcome, Option<anyhow::Error>) {
+    let mut outcome = DemoOutcome {
+        runs: Vec::new(),
+        interrupted: false,
+        killed: Vec::new(),
+    };
+    if let Err(e) = validate_runs(opts, runs) {
+        return (outcome, Some(e));
+    }
     let logs = opts.data_dir.join("logs");
     for dir in [&opts.data_dir, &logs] {
-        std::fs::create_dir_all(dir).with_context(|| {
-            format!(
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            let e = anyhow::Error::new(e).context(format!(
                 "cannot create {}; choose another place with --data-dir",
                 dir.display()
-            )
-        })?;
+            ));
+            return (outcome, Some(e));
+        }
     }
 
     let mut cluster = Cluster {
@@ -256,9 +308,15 @@ pub async fn run(
         children: Vec::new(),
     };
     let mut server = None;
-    let mut runs = Vec::new();
     let result = {
-        let work = drive(opts, &mut cluster, &mut server, &mut runs, progress);
+        let work = drive(
+            opts,
+            runs,
+            &mut cluster,
+            &mut server,
+            &mut outcome.runs,
+            progress,
+        );
         tokio::pin!(work);
         tokio::pin!(shutdown);
         tokio::select! {
@@ -267,18 +325,45 @@ pub async fn run(
         }
     };
     progress(DemoEvent::Stopping);
-    let killed = cluster.stop(server.as_ref()).await;
-    let interrupted = result?;
-    Ok(DemoOutcome {
-        runs,
-        interrupted,
-        killed,
-    })
+    outcome.killed = cluster.stop(server.as_ref()).await;
+    match result {
+        Ok(interrupted) => {
+            outcome.interrupted = interrupted;
+            (outcome, None)
+        }
+        Err(e) => (outcome, Some(e)),
+    }
+}
+
+/// Checks the cluster options and every run before anything is started.
+fn validate_runs(opts: &DemoOptions, runs: &[RunParams]) -> anyhow::Result<()> {
+    opts.validate_cluster()?;
+    if runs.is_empty() {
+        bail!("nothing to run: the list of runs is empty");
+    }
+    for p in runs {
+        if p.messages == 0 {
+            bail!("--messages must be at least 1 (try --messages 100)");
+        }
+        if p.min_interval > p.max_interval {
+            bail!(
+                "--min-interval {:?} is longer than --max-interval {:?}",
+                p.min_interval,
+                p.max_interval
+            );
+        }
+        if let Some(w) = &p.wan {
+            w.parse::<NetProfile>()
+                .map_err(|e| anyhow::anyhow!("--wan {w:?}: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Everything between starting the first process and the last run.
 async fn drive(
     opts: &DemoOptions,
+    planned: &[RunParams],
     cluster: &mut Cluster,
     server_slot: &mut Option<Server>,
     runs: &mut Vec<RunOutcome>,
@@ -381,18 +466,18 @@ async fn drive(
         })
         .await?;
 
-    for (index, &order) in opts.orders.iter().enumerate() {
+    for (index, params) in planned.iter().enumerate() {
         // A peer that died between runs would still be registered until its
         // registration expires; notice it here and say which one.
         cluster.check_alive()?;
-        let params = opts.params(order);
+        let order = params.order;
         progress(DemoEvent::RunStarting {
             order,
             index,
-            runs: opts.orders.len(),
-            expected: expected_sending_time(&params),
+            runs: planned.len(),
+            expected: expected_sending_time(params),
         });
-        let outcome = run_one(server, &params, progress).await?;
+        let outcome = run_one(server, params, progress).await?;
         progress(DemoEvent::RunFinished {
             order,
             passed: outcome.passed,
@@ -719,6 +804,30 @@ mod tests {
             let e = o.validate().unwrap_err().to_string();
             assert!(e.contains(flag), "{e}");
         }
+    }
+
+    #[tokio::test]
+    async fn run_each_refuses_bad_runs_before_starting_anything() {
+        let dir = std::env::temp_dir().join(format!("mpcomm-demo-each-{}", std::process::id()));
+        let mut o = opts();
+        o.data_dir = dir.clone();
+        let mut slow = RunParams::new(10, OrderKind::Total);
+        slow.min_interval = Duration::from_secs(2);
+        let cases: [(Vec<RunParams>, &str); 3] = [
+            (Vec::new(), "nothing to run"),
+            (vec![RunParams::new(0, OrderKind::None)], "--messages"),
+            (vec![slow], "--min-interval"),
+        ];
+        for (runs, says) in cases {
+            let (outcome, e) = run_each(&o, &runs, &mut |_| {}, std::future::pending()).await;
+            let e = e.expect("an error").to_string();
+            assert!(e.contains(says), "{e}");
+            assert!(outcome.runs.is_empty());
+        }
+        assert!(
+            !dir.exists(),
+            "nothing is created for runs that cannot be made"
+        );
     }
 
     #[test]
