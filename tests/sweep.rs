@@ -92,3 +92,234 @@ fn bad_sweep_arguments_are_refused() {
         assert!(!out.stderr.is_empty(), "{args:?} should say why");
     }
 }
+
+// ---------------------------------------------------------------------------
+// `mpcomm sweep --processes`: the same grid over real local processes.
+
+/// Pids of live (non-zombie) processes whose command line mentions
+/// `needle`. Every peer a process sweep starts has its data directory, below
+/// the sweep's unique output directory, on its command line.
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() || !alive(pid) {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline"))
+            && String::from_utf8_lossy(&cmd).contains(needle)
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// `(state, start time)` of `pid` from /proc/PID/stat, if it exists.
+fn stat(pid: u32) -> Option<(String, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    Some((after.first()?.to_string(), after.get(19)?.to_string()))
+}
+
+fn alive(pid: u32) -> bool {
+    stat(pid).is_some_and(|(state, _)| state != "Z" && state != "X")
+}
+
+/// The children of `pid` right now, as (pid, start time): a pid reused
+/// later by another process has another start time.
+fn children_of(pid: u32) -> Vec<(u32, String)> {
+    let mut kids = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return kids;
+    };
+    for t in tasks.flatten() {
+        let list = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        for c in list.split_whitespace().filter_map(|c| c.parse().ok()) {
+            if let Some((_, start)) = stat(c) {
+                kids.push((c, start));
+            }
+        }
+    }
+    kids
+}
+
+/// Runs `mpcomm ARGS`, noting every child it starts while it runs, and
+/// gives up (killing it) after `limit`. Returns (exit code, stdout, stderr,
+/// children seen).
+fn run_watched(
+    args: &[&str],
+    limit: std::time::Duration,
+) -> (i32, String, String, Vec<(u32, String)>) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mpcomm"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mpcomm");
+    // Read both pipes on threads, so a chatty child can never block.
+    let mut out_pipe = child.stdout.take().expect("stdout");
+    let mut err_pipe = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let started = std::time::Instant::now();
+    let mut seen = Vec::new();
+    let status = loop {
+        for kid in children_of(child.id()) {
+            if !seen.contains(&kid) {
+                seen.push(kid);
+            }
+        }
+        if let Some(status) = child.try_wait().expect("wait for mpcomm") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("mpcomm {args:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let out = out.join().unwrap_or_default();
+    let err = err.join().unwrap_or_default();
+    (status.code().unwrap_or(-1), out, err, seen)
+}
+
+#[test]
+fn a_process_sweep_runs_every_point_on_real_processes_and_leaves_none_behind() {
+    let out_dir = std::env::temp_dir().join(format!(
+        "mpcomm-sweep-processes-test-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let out_s = out_dir.to_string_lossy().into_owned();
+    let (code, stdout, stderr, seen) = run_watched(
+        &[
+            "sweep",
+            "--processes",
+            "--peers",
+            "2,3",
+            "--messages",
+            "10",
+            "--order",
+            "none,total",
+            "--repeat",
+            "1",
+            "--min-interval",
+            "1ms",
+            "--max-interval",
+            "5ms",
+            "--wan",
+            "intra=1ms±0.5ms, inter=10ms±5ms",
+            "--seed",
+            "40",
+            "--out",
+            &out_s,
+        ],
+        std::time::Duration::from_secs(240),
+    );
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("results.json")).expect("results.json"),
+    )
+    .expect("results.json is JSON");
+    let rows = json.as_array().expect("an array of rows");
+    assert_eq!(rows.len(), 2 * 2, "one row per run: {json}");
+    let mut seeds = Vec::new();
+    for r in rows {
+        assert_eq!(r["backend"], "processes", "{r}");
+        assert_eq!(r["passed"], true, "{r}");
+        assert_eq!(r["completed"], true, "{r}");
+        let peers = r["peers"].as_u64().expect("peers");
+        assert_eq!(r["expected"], peers * peers * 10, "{r}");
+        assert_eq!(r["delivered"], r["expected"], "{r}");
+        if r["order"] == "total" {
+            assert_eq!(r["unordered_rounds"], 0, "{r}");
+            assert_eq!(r["total_order"], true, "{r}");
+        }
+        // The row names its run's directory, and the run used the row's seed.
+        let run_dir = std::path::PathBuf::from(r["run_dir"].as_str().expect("a run_dir"));
+        assert!(run_dir.starts_with(&out_dir), "{run_dir:?}");
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(run_dir.join("summary.json")).expect("summary.json"),
+        )
+        .expect("summary.json is JSON");
+        assert_eq!(summary["params"]["seed"], r["seed"], "{summary}");
+        assert_eq!(summary["params"]["min_interval"], 1000, "{summary}");
+        assert_eq!(summary["params"]["max_interval"], 5000, "{summary}");
+        seeds.push(r["seed"].as_u64().expect("a seed"));
+    }
+    assert_eq!(seeds, [40, 41, 42, 43], "seed + i, in grid order");
+
+    // The CSV has the same rows, and the new column.
+    let csv = std::fs::read_to_string(out_dir.join("results.csv")).expect("results.csv");
+    let header = csv.lines().next().expect("a header");
+    assert!(header.ends_with(",error,run_dir"), "{header}");
+    assert_eq!(csv.lines().count(), 1 + 4);
+    assert_eq!(
+        csv.lines()
+            .skip(1)
+            .filter(|l| l.starts_with("processes,"))
+            .count(),
+        4
+    );
+    let svg = std::fs::read_to_string(out_dir.join("sweep.svg")).expect("sweep.svg");
+    assert!(
+        svg.contains("real processes"),
+        "the chart says how it was made"
+    );
+
+    // Nothing is left running: neither the children seen while it ran (the
+    // group managers and peers) nor anything naming the output directory.
+    assert!(!seen.is_empty(), "the sweep started no processes?");
+    for (pid, start) in &seen {
+        let same = stat(*pid).is_some_and(|(_, s)| &s == start);
+        assert!(!(same && alive(*pid)), "process {pid} is still running");
+    }
+    assert_eq!(processes_mentioning(&out_s), Vec::<u32>::new());
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+#[test]
+fn bad_process_sweep_arguments_are_refused_before_anything_starts() {
+    let out_dir =
+        std::env::temp_dir().join(format!("mpcomm-sweep-bad-args-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let out_s = out_dir.to_string_lossy().into_owned();
+    for (args, says) in [
+        (&["--peers", "0"][..], "--peers"),
+        (&["--peers", "1,2", "--regions", "2"], "--regions"),
+        (&["--messages", "10,0"], "--messages"),
+        (&["--wan", "inter=fast"], "--wan"),
+        (
+            &["--min-interval", "50ms", "--max-interval", "5ms"],
+            "--min-interval",
+        ),
+    ] {
+        let (code, _out, err, seen) = run_watched(
+            &[&["sweep", "--processes", "--out", &out_s][..], args].concat(),
+            std::time::Duration::from_secs(60),
+        );
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?} should name {says}: {err}");
+        assert!(seen.is_empty(), "{args:?} started {seen:?}");
+    }
+    assert!(!out_dir.exists(), "nothing is created for a refused sweep");
+}

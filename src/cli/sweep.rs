@@ -1,11 +1,21 @@
-//! `mpcomm sweep`: repeated experiments over a grid (see [`mpcomm::sweep`]).
+//! `mpcomm sweep`: repeated experiments over a grid (see [`mpcomm::sweep`]),
+//! simulated by default, over real local processes with `--processes`
+//! (see [`mpcomm::sweep::processes`]).
+//!
+//! Exit status: 0 if every run kept its order's promises, 1 if one did not
+//! (or could not be made), 2 on bad arguments or a setup error, 130 when
+//! interrupted (Ctrl-C or SIGTERM; the rows finished so far are written).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use mpcomm::roles::demo::DemoEvent;
+use mpcomm::roles::server::ServerEvent;
+use mpcomm::sweep::processes::{self, ProcessOptions, Progress};
 use mpcomm::sweep::{self, Row, SweepSpec};
 use mpcomm_core::OrderKind;
 use mpcomm_sim::NetProfile;
@@ -44,6 +54,16 @@ pub struct SweepArgs {
     /// Where to write the results (default: a new sweep-<time> directory here).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Run over real processes instead of the simulator: for each group
+    /// size, a group manager and that many peer processes on 127.0.0.1 (as
+    /// `mpcomm demo` starts them), with --wan emulated by the peers. Every
+    /// run of that size is made on them; each run's logs and report go to
+    /// OUT/peers-N/runs/ (the `run_dir` column). Slower than the simulator
+    /// (each run takes its real sending time) and not exactly reproducible:
+    /// the seed fixes the workload, the machine the timing. Ctrl-C stops
+    /// every process and still writes the rows finished so far.
+    #[arg(long)]
+    processes: bool,
 }
 
 /// Runs `mpcomm sweep`.
@@ -66,6 +86,11 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         interval: (args.min_interval, args.max_interval),
     };
+    if args.processes {
+        sweep::processes::validate(&spec)?;
+    } else if args.messages.contains(&0) {
+        anyhow::bail!("--messages must be at least 1 (e.g. --messages 50)");
+    }
     let dir = args.out.clone().unwrap_or_else(default_dir);
     let points = spec.points();
     let bar = ProgressBar::new(points.len() as u64);
@@ -75,15 +100,20 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut rows: Vec<Row> = Vec::with_capacity(points.len());
-    for p in &points {
-        bar.set_message(format!(
-            "{} peers, {} messages, {}",
-            p.peers, p.messages, p.order
-        ));
-        rows.push(sweep::simulate(&spec, p));
-        bar.inc(1);
-    }
+    let (rows, interrupted) = if args.processes {
+        run_processes(&spec, &dir, &bar)?
+    } else {
+        let mut rows: Vec<Row> = Vec::with_capacity(points.len());
+        for p in &points {
+            bar.set_message(format!(
+                "{} peers, {} messages, {}",
+                p.peers, p.messages, p.order
+            ));
+            rows.push(sweep::simulate(&spec, p));
+            bar.inc(1);
+        }
+        (rows, false)
+    };
     bar.finish_and_clear();
     sweep::write_results(&dir, &spec, &rows)?;
     print_summary(&rows);
@@ -91,6 +121,20 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         "\nWrote {0}/results.csv, {0}/results.json and {0}/sweep.svg",
         dir.display()
     );
+    if args.processes {
+        println!(
+            "Each run's logs and report.html: {}/peers-N/runs/ (the run_dir column)",
+            dir.display()
+        );
+    }
+    if interrupted {
+        eprintln!(
+            "mpcomm sweep: interrupted after {} of {} runs; every process it started has been stopped",
+            rows.len(),
+            points.len()
+        );
+        return Ok(ExitCode::from(130));
+    }
     let failed = rows.iter().filter(|r| !r.passed).count();
     if failed > 0 {
         println!(
@@ -99,6 +143,87 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the sweep over real processes (see [`sweep::processes`]), showing
+/// the current run and its phase on the bar. Returns the rows and whether
+/// the user interrupted the sweep.
+fn run_processes(
+    spec: &SweepSpec,
+    dir: &Path,
+    bar: &ProgressBar,
+) -> anyhow::Result<(Vec<Row>, bool)> {
+    let exe = std::env::current_exe()
+        .context("cannot find the mpcomm binary to start the processes from")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let opts = ProcessOptions::new(exe, dir.to_path_buf());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let outcome = runtime.block_on(async {
+        let shutdown = super::shutdown_signal().context("cannot install signal handlers")?;
+        let mut show = |p: Progress<'_>| show_progress(bar, &p);
+        anyhow::Ok(processes::run(spec, &opts, &mut show, shutdown).await)
+    })?;
+    bar.set_position(outcome.rows.len() as u64);
+    if !outcome.killed.is_empty() {
+        bar.suspend(|| {
+            eprintln!(
+                "note: {} did not stop when asked and had to be killed (see {}/peers-N/logs/)",
+                outcome.killed.join(", "),
+                dir.display()
+            );
+        });
+    }
+    Ok((outcome.rows, outcome.interrupted))
+}
+
+/// One line of progress: the current run and what it is doing.
+fn show_progress(bar: &ProgressBar, p: &Progress<'_>) {
+    let run = p.point.map(|pt| {
+        format!(
+            "{} peers, {} messages, {} #{}",
+            pt.peers,
+            pt.messages,
+            pt.order,
+            pt.repeat + 1
+        )
+    });
+    let run = run.as_deref().unwrap_or("");
+    match &p.event {
+        DemoEvent::Spawning { total, .. } | DemoEvent::Up { total, .. } => {
+            let up = match &p.event {
+                DemoEvent::Up { up, .. } => *up,
+                _ => 0,
+            };
+            bar.set_message(format!(
+                "starting group manager + {} peers ({up}/{total} up)",
+                p.peers
+            ));
+        }
+        DemoEvent::RunStarting { expected, .. } => {
+            bar.set_message(format!(
+                "{run}: sending (about {:.0} s)",
+                expected.as_secs_f64()
+            ));
+        }
+        DemoEvent::Server(ServerEvent::Reported {
+            received, total, ..
+        }) => bar.set_message(format!("{run}: collecting logs {received}/{total}")),
+        DemoEvent::Server(ServerEvent::Checking) => {
+            bar.set_message(format!("{run}: checking the logs"));
+        }
+        DemoEvent::RunFinished { passed, .. } => {
+            bar.inc(1);
+            bar.set_message(format!("{run}: {}", if *passed { "PASS" } else { "FAIL" }));
+        }
+        DemoEvent::Stopping => {
+            bar.set_message(format!("stopping the {} peers' processes", p.peers));
+        }
+        DemoEvent::Tick { .. } | DemoEvent::Server(_) => {}
+    }
 }
 
 /// The mean unordered rounds per (peers, messages, order).

@@ -22,7 +22,10 @@ type Series = BTreeMap<String, BTreeMap<usize, (f64, u64, u64)>>;
 
 fn series(rows: &[Row], messages: u64) -> Series {
     let mut acc: BTreeMap<String, BTreeMap<usize, Vec<u64>>> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.messages == messages) {
+    for r in rows
+        .iter()
+        .filter(|r| r.messages == messages && r.measured())
+    {
         acc.entry(r.order.clone())
             .or_default()
             .entry(r.peers)
@@ -70,7 +73,11 @@ pub fn render(spec: &SweepSpec, rows: &[Row]) -> String {
     let _ = write!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = write!(
         svg,
-        r##"<text x="{MARGIN}" y="22" font-size="15" font-weight="bold">Unordered rounds by group size</text><text x="{MARGIN}" y="40" fill="#555">{} run(s) per point, {} region(s): {}</text>"##,
+        r##"<text x="{MARGIN}" y="22" font-size="15" font-weight="bold">Unordered rounds by group size</text><text x="{MARGIN}" y="40" fill="#555">{}: {} run(s) per point, {} region(s): {}</text>"##,
+        match rows.first().map(|r| r.backend.as_str()) {
+            Some("processes") => "real processes on this machine",
+            _ => "simulated",
+        },
         spec.repeat,
         spec.regions,
         escape(&spec.wan_text)

@@ -12,9 +12,12 @@
 //!
 //! By default each run is simulated ([`mpcomm_sim`]): fast, and exactly
 //! reproducible from its seed. With `--processes` each run uses real peer
-//! processes on this machine, under the emulated network.
+//! processes on this machine, under the emulated network ([`processes`]):
+//! slower, and subject to the machine's real timing, but nothing is
+//! modelled except the distance. Its rows also name each run's directory.
 
 pub mod chart;
+pub mod processes;
 
 use std::path::Path;
 use std::time::Duration;
@@ -135,6 +138,10 @@ pub struct Row {
     pub duration_ms: f64,
     /// Why the run failed, if it did.
     pub error: Option<String>,
+    /// Where the run's logs, `summary.json` and `report.html` are (only for
+    /// `processes`: a simulated run leaves no directory behind; replay it
+    /// with `mpcomm sim` and its seed instead).
+    pub run_dir: Option<String>,
 }
 
 impl Row {
@@ -171,7 +178,15 @@ impl Row {
             latency_p99_us: f.and_then(|f| f.latency_us.as_ref()).map(|l| l.p99),
             duration_ms,
             error,
+            run_dir: None,
         }
+    }
+
+    /// Whether the run produced findings. A run that failed before every
+    /// log was in has none; its zeros are no measurement, so the chart
+    /// leaves it out.
+    pub fn measured(&self) -> bool {
+        self.rounds > 0 || self.error.is_none()
     }
 }
 
