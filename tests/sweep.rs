@@ -323,3 +323,77 @@ fn bad_process_sweep_arguments_are_refused_before_anything_starts() {
     }
     assert!(!out_dir.exists(), "nothing is created for a refused sweep");
 }
+
+#[test]
+fn an_interrupted_process_sweep_keeps_the_finished_rows_and_stops_everything() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let out_dir = std::env::temp_dir().join(format!(
+        "mpcomm-sweep-interrupt-test-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let out_s = out_dir.to_string_lossy().into_owned();
+    // A short run, then one of about 6 s: the interruption comes during it.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mpcomm"))
+        .args([
+            "sweep",
+            "--processes",
+            "--peers",
+            "2",
+            "--messages",
+            "10,2000",
+        ])
+        .args(["--order", "total", "--repeat", "1", "--min-interval", "1ms"])
+        .args([
+            "--max-interval",
+            "5ms",
+            "--wan",
+            "intra=1ms±0.5ms, inter=5ms±2ms",
+        ])
+        .args(["--out", &out_s])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mpcomm sweep");
+    // The second run has begun once its directory exists.
+    let runs = out_dir.join("peers-2").join("runs");
+    let started = Instant::now();
+    while std::fs::read_dir(&runs).map_or(0, |d| d.count()) < 2 {
+        if started.elapsed() > Duration::from_secs(60) || child.try_wait().ok().flatten().is_some()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the second run did not start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for mpcomm sweep") {
+            break s;
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the interrupted sweep did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("results.json")).expect("results.json"),
+    )
+    .expect("results.json is JSON");
+    let rows = json.as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "only the finished run: {json}");
+    assert_eq!(rows[0]["messages"], 10);
+    assert_eq!(rows[0]["passed"], true);
+    assert_eq!(processes_mentioning(&out_s), Vec::<u32>::new());
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
