@@ -927,6 +927,32 @@ async fn bad_arguments_give_a_clear_error_and_no_panic() {
             ),
             (vec!["server", "--payload", "5"], vec!["--payload", "5"]),
             (
+                // Refused at once: --expect would otherwise wait for peers
+                // that never come (STARTUP bounds the wait).
+                vec![
+                    "server",
+                    "--group-manager",
+                    "127.0.0.1:1",
+                    "--expect",
+                    "4",
+                    "--min-interval",
+                    "100ms",
+                    "--max-interval",
+                    "10ms",
+                ],
+                vec!["--min-interval", "--max-interval"],
+            ),
+            (
+                vec![
+                    "server",
+                    "--advertise",
+                    "no such host!",
+                    "--listen",
+                    "127.0.0.1:0",
+                ],
+                vec!["--advertise", "no such host!"],
+            ),
+            (
                 vec!["server", "--deadline", "soon"],
                 vec!["--deadline", "soon"],
             ),

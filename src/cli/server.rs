@@ -26,7 +26,8 @@ pub struct ServerArgs {
     /// TCP address where peers deliver their logs.
     #[arg(long, default_value = "0.0.0.0:5678")]
     listen: SocketAddr,
-    /// The IP peers must use to reach this server, if not the bound one.
+    /// The address peers must use to reach this server, `HOST` or
+    /// `HOST:PORT` (when a NAT maps the port), if not the bound one.
     #[arg(long)]
     advertise: Option<String>,
     /// Messages per peer; without it, the server asks interactively.
@@ -114,6 +115,9 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    // Settings that cannot work are refused now, not after the wait for
+    // peers (or, interactively, for the first number typed).
+    args.params(0)?;
     let mut server = Server::bind(ServerOptions {
         group_manager: args.group_manager.clone(),
         listen: args.listen,

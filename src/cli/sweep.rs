@@ -246,9 +246,5 @@ fn print_summary(rows: &[Row]) {
 }
 
 fn default_dir() -> PathBuf {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    PathBuf::from(format!("sweep-{secs}"))
+    PathBuf::from(format!("sweep-{}", mpcomm::roles::stamp::now_stamp()))
 }

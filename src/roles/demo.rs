@@ -36,7 +36,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use mpcomm_core::OrderKind;
@@ -47,6 +47,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::server::{RunOutcome, RunParams, Server, ServerEvent, ServerOptions};
+use super::stamp::{create_unique_dir, now_stamp};
 
 /// The network the demo emulates unless told otherwise: two regions a
 /// continent apart, as measured for the original MPComm — about 1 ms within
@@ -725,53 +726,12 @@ pub fn new_demo_dir(base: &Path) -> anyhow::Result<PathBuf> {
             base.display()
         )
     })?;
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let stamp = utc_stamp(secs);
-    for k in 0..1000 {
-        let name = if k == 0 {
-            stamp.clone()
-        } else {
-            format!("{stamp}-{k}")
-        };
-        let dir = base.join(name);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "cannot create {}; choose another place with --data-dir",
-                    dir.display()
-                )));
-            }
-        }
-    }
-    bail!("too many demos in {} this second", base.display())
-}
-
-/// `YYYYMMDD-HHMMSS` in UTC for seconds since the epoch (H. Hinnant's
-/// civil-from-days algorithm; the same stamp the server gives run
-/// directories, so the demo's directory sorts with its runs).
-fn utc_stamp(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    create_unique_dir(base, &now_stamp()).with_context(|| {
+        format!(
+            "cannot create a directory in {}; choose another place with --data-dir",
+            base.display()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -841,12 +801,6 @@ mod tests {
     fn expected_time_is_messages_times_mean_pause_plus_handshake() {
         let p = RunParams::new(100, OrderKind::Total);
         assert_eq!(expected_sending_time(&p), Duration::from_millis(6500));
-    }
-
-    #[test]
-    fn stamps() {
-        assert_eq!(utc_stamp(0), "19700101-000000");
-        assert_eq!(utc_stamp(951_782_400), "20000229-000000");
     }
 
     #[tokio::test]

@@ -34,7 +34,7 @@
 //! internet service is asked (the original looked its address up on one).
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -50,6 +50,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
+use super::address::advertised_addr;
 use crate::control::{
     self, ControlError, Framed, GmRequest, PeerCommand, Register, Reply, ReportHeader, StartRun,
 };
@@ -121,13 +122,11 @@ impl RunningPeer {
             .with_context(|| format!("cannot bind TCP {}", opts.control))?;
         let udp_local = socket.local_addr()?;
         let tcp_local = listener.local_addr()?;
-        let host = advertised_host(&opts, udp_local.ip()).await?;
-        let data_port = match &opts.advertise {
-            Some(a) => parse_host_port(a).1.unwrap_or(udp_local.port()),
-            None => udp_local.port(),
-        };
-        let data_addr = SocketAddr::new(host, data_port);
-        let control_addr = SocketAddr::new(host, tcp_local.port());
+        let data_addr =
+            advertised_addr(opts.advertise.as_deref(), udp_local, &opts.group_manager).await?;
+        // Only the data port can be mapped (`--advertise HOST:PORT`): a NAT
+        // in front of a peer must forward the control port unchanged.
+        let control_addr = SocketAddr::new(data_addr.ip(), tcp_local.port());
         let name = opts.name.clone().unwrap_or_else(|| default_name(data_addr));
         control::validate_name(&name).map_err(anyhow::Error::msg)?;
         control::validate_region(&opts.region).map_err(anyhow::Error::msg)?;
@@ -732,54 +731,6 @@ pub fn stats_map(s: &Stats) -> std::collections::BTreeMap<String, u64> {
     .collect()
 }
 
-/// Splits `host`, `host:port` or `[v6]:port`.
-fn parse_host_port(s: &str) -> (String, Option<u16>) {
-    if let Ok(addr) = s.parse::<SocketAddr>() {
-        return (addr.ip().to_string(), Some(addr.port()));
-    }
-    if let Some((host, port)) = s.rsplit_once(':')
-        && !host.contains(':')
-        && let Ok(port) = port.parse()
-    {
-        return (host.to_string(), Some(port));
-    }
-    (s.trim_matches(|c| c == '[' || c == ']').to_string(), None)
-}
-
-/// The IP others should use to reach this peer.
-async fn advertised_host(opts: &PeerOptions, bound: IpAddr) -> anyhow::Result<IpAddr> {
-    if let Some(adv) = &opts.advertise {
-        let (host, _) = parse_host_port(adv);
-        if let Ok(ip) = host.parse() {
-            return Ok(ip);
-        }
-        let resolved = tokio::net::lookup_host((host.as_str(), 0))
-            .await
-            .with_context(|| format!("cannot resolve --advertise host {host:?}"))?
-            .next()
-            .with_context(|| format!("--advertise host {host:?} has no address"))?;
-        return Ok(resolved.ip());
-    }
-    if !bound.is_unspecified() {
-        return Ok(bound);
-    }
-    // The local end of a connection to the group manager is an address of
-    // this host on the way to the group.
-    let stream = tokio::time::timeout(
-        REQUEST_TIMEOUT,
-        TcpStream::connect(opts.group_manager.as_str()),
-    )
-    .await
-    .map_err(|_| {
-        anyhow::anyhow!(
-            "timed out connecting to the group manager at {}",
-            opts.group_manager
-        )
-    })?
-    .with_context(|| format!("cannot reach the group manager at {}", opts.group_manager))?;
-    Ok(stream.local_addr()?.ip())
-}
-
 fn default_name(addr: SocketAddr) -> String {
     let ip: String = addr
         .ip()
@@ -799,21 +750,6 @@ fn default_name(addr: SocketAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn host_port_forms() {
-        assert_eq!(
-            parse_host_port("10.0.0.1:7000"),
-            ("10.0.0.1".into(), Some(7000))
-        );
-        assert_eq!(parse_host_port("10.0.0.1"), ("10.0.0.1".into(), None));
-        assert_eq!(
-            parse_host_port("example.org:9"),
-            ("example.org".into(), Some(9))
-        );
-        assert_eq!(parse_host_port("[::1]:5"), ("::1".into(), Some(5)));
-        assert_eq!(parse_host_port("::1"), ("::1".into(), None));
-    }
 
     #[test]
     fn default_names_are_valid() {

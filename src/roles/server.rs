@@ -30,6 +30,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use super::address::advertised_addr;
+use super::stamp::{create_unique_dir, now_stamp};
+
 use crate::control::{
     self, ControlError, Framed, GmRequest, MemberSpec, PeerCommand, PeerInfo, Reply, ReportHeader,
     ReportMsg, StartRun,
@@ -44,7 +47,8 @@ pub struct ServerOptions {
     pub group_manager: String,
     /// TCP address where peers deliver their logs.
     pub listen: SocketAddr,
-    /// Host (or host:port) peers must use to reach `listen`.
+    /// Host (or host:port, when a NAT maps the port) peers must use to
+    /// reach `listen`; see the rules in `roles/address.rs`.
     pub advertise: Option<String>,
     /// Where run directories are created.
     pub data_dir: PathBuf,
@@ -206,33 +210,8 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on {}", opts.listen))?;
         let local = listener.local_addr()?;
-        let report_to = match &opts.advertise {
-            Some(host) => {
-                let ip = host.split(':').next().unwrap_or(host);
-                let ip = ip
-                    .parse()
-                    .with_context(|| format!("--advertise {host:?} is not an IP address"))?;
-                SocketAddr::new(ip, local.port())
-            }
-            None if !local.ip().is_unspecified() => local,
-            None => {
-                let stream = tokio::time::timeout(
-                    REQUEST_TIMEOUT,
-                    TcpStream::connect(opts.group_manager.as_str()),
-                )
-                .await
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "timed out connecting to the group manager at {}",
-                        opts.group_manager
-                    )
-                })?
-                .with_context(|| {
-                    format!("cannot reach the group manager at {}", opts.group_manager)
-                })?;
-                SocketAddr::new(stream.local_addr()?.ip(), local.port())
-            }
-        };
+        let report_to =
+            advertised_addr(opts.advertise.as_deref(), local, &opts.group_manager).await?;
         std::fs::create_dir_all(&opts.data_dir)
             .with_context(|| format!("cannot create {}", opts.data_dir.display()))?;
         Ok(Server {
@@ -685,61 +664,7 @@ fn new_run_id(counter: u64) -> u64 {
 
 /// Creates `DATA_DIR/YYYYMMDD-HHMMSS-ORDER[-k]`.
 fn create_run_dir(data_dir: &Path, order: OrderKind) -> anyhow::Result<PathBuf> {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let stamp = utc_stamp(secs);
-    for k in 0..1000 {
-        let name = if k == 0 {
-            format!("{stamp}-{order}")
-        } else {
-            format!("{stamp}-{order}-{k}")
-        };
-        let dir = data_dir.join(name);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(
-                    anyhow::Error::new(e).context(format!("cannot create {}", dir.display()))
-                );
-            }
-        }
-    }
-    bail!("too many runs in {} this second", data_dir.display())
-}
-
-/// `YYYYMMDD-HHMMSS` in UTC for seconds since the epoch (the civil-from-days
-/// algorithm of H. Hinnant).
-fn utc_stamp(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_stamps() {
-        assert_eq!(utc_stamp(0), "19700101-000000");
-        assert_eq!(utc_stamp(951_782_400), "20000229-000000");
-        assert_eq!(utc_stamp(1_795_900_000), "20261128-210640");
-    }
+    let name = format!("{}-{order}", now_stamp());
+    create_unique_dir(data_dir, &name)
+        .with_context(|| format!("cannot create a run directory in {}", data_dir.display()))
 }
