@@ -51,6 +51,8 @@ fn bench_reports_every_figure_for_every_order() {
         );
         assert_eq!(v[order]["delivered"], 4500);
     }
+    // The baseline sends one datagram per message and member: 3 × 500 × 3.
+    assert_eq!(v["raw_udp"]["datagrams_sent"], 4500, "{}", v["raw_udp"]);
     assert_eq!(
         v["total"]["same_order"], true,
         "total order: one sequence everywhere"

@@ -296,6 +296,7 @@ async fn raw(
         let period = rate.map(|r| Duration::from_secs_f64(1.0 / r));
         let t0 = std::time::Instant::now();
         let mut p = payload(size, &[0u8; 18]);
+        let mut sent = 0u64;
         for seq in 0..messages {
             if let Some(period) = period {
                 let due = t0 + period.mul_f64(seq as f64);
@@ -308,9 +309,12 @@ async fn raw(
             p[2..10].copy_from_slice(&seq.to_be_bytes());
             p[10..18].copy_from_slice(&mono_ns().to_be_bytes());
             for m in &members {
-                let _ = send_socket.send_to(&p, m);
+                if send_socket.send_to(&p, m).is_ok() {
+                    sent += 1;
+                }
             }
         }
+        sent
     });
     let receiver = std::thread::spawn(move || -> anyhow::Result<Recorder> {
         let mut rec = Recorder::new()?;
@@ -339,11 +343,12 @@ async fn raw(
         }
         Ok(rec)
     });
-    let rec = tokio::task::spawn_blocking(move || {
-        let _ = sender.join();
-        receiver
+    let (rec, sent) = tokio::task::spawn_blocking(move || {
+        let sent = sender.join().unwrap_or(0);
+        let rec = receiver
             .join()
-            .map_err(|_| anyhow::anyhow!("receiver thread panicked"))?
+            .map_err(|_| anyhow::anyhow!("receiver thread panicked"))??;
+        anyhow::Ok((rec, sent))
     })
     .await??;
     let (cpu_s, peak_rss_kib) = usage();
@@ -356,7 +361,7 @@ async fn raw(
         order_hash: rec.hash.0,
         cpu_s,
         peak_rss_kib,
-        stats: BTreeMap::new(),
+        stats: BTreeMap::from([("datagrams_sent".to_string(), sent)]),
         error: None,
     })
 }
