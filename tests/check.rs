@@ -3,23 +3,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use tempfile::TempDir;
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("mpcomm-check-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A fresh directory under the system's temp dir, removed on drop.
+fn temp_dir(tag: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("mpcomm-check-{tag}-"))
+        .tempdir()
+        .expect("cannot create a temp dir")
 }
 
 /// Writes a log of `peer` delivering `msgs` (sender, seq) in that order.
@@ -61,9 +52,9 @@ const GOOD: [(u16, u64); 4] = [(0, 0), (1, 0), (0, 1), (1, 1)];
 
 #[test]
 fn a_correct_run_exits_0() {
-    let d = TempDir::new("good");
-    let a = write_log(&d.0, "a.jsonl", 5, 0, &GOOD);
-    let b = write_log(&d.0, "b.jsonl", 5, 1, &GOOD);
+    let d = temp_dir("good");
+    let a = write_log(d.path(), "a.jsonl", 5, 0, &GOOD);
+    let b = write_log(d.path(), "b.jsonl", 5, 1, &GOOD);
     let out = check(&[&a, &b], &["--order", "total"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
@@ -79,8 +70,8 @@ fn a_correct_run_exits_0() {
 
 #[test]
 fn each_violated_property_exits_1_with_its_counterexample() {
-    let d = TempDir::new("bad");
-    let a = write_log(&d.0, "a.jsonl", 5, 0, &GOOD);
+    let d = temp_dir("bad");
+    let a = write_log(d.path(), "a.jsonl", 5, 0, &GOOD);
     let cases: [Case; 4] = [
         (
             "total",
@@ -108,7 +99,7 @@ fn each_violated_property_exits_1_with_its_counterexample() {
         ),
     ];
     for (order, msgs, verdict, example) in cases {
-        let b = write_log(&d.0, "b.jsonl", 5, 1, msgs);
+        let b = write_log(d.path(), "b.jsonl", 5, 1, msgs);
         let out = check(&[&a, &b], &["--order", order, "--messages", "2"]);
         let t = text(&out);
         assert_eq!(out.status.code(), Some(1), "{order}: {t}");
@@ -121,9 +112,9 @@ fn each_violated_property_exits_1_with_its_counterexample() {
 
 #[test]
 fn disorder_under_none_is_reported_but_not_a_failure() {
-    let d = TempDir::new("none");
-    let a = write_log(&d.0, "a.jsonl", 5, 0, &GOOD);
-    let b = write_log(&d.0, "b.jsonl", 5, 1, &[(1, 0), (0, 0), (0, 1), (1, 1)]);
+    let d = temp_dir("none");
+    let a = write_log(d.path(), "a.jsonl", 5, 0, &GOOD);
+    let b = write_log(d.path(), "b.jsonl", 5, 1, &[(1, 0), (0, 0), (0, 1), (1, 1)]);
     let out = check(&[&a, &b], &["--order", "none"]);
     assert_eq!(
         out.status.code(),
@@ -140,8 +131,8 @@ fn disorder_under_none_is_reported_but_not_a_failure() {
 
 #[test]
 fn unreadable_input_exits_2_naming_file_line_and_reason() {
-    let d = TempDir::new("unreadable");
-    let a = write_log(&d.0, "a.jsonl", 5, 0, &GOOD);
+    let d = temp_dir("unreadable");
+    let a = write_log(d.path(), "a.jsonl", 5, 0, &GOOD);
     let cases: [(&str, &str, &str); 4] = [
         (
             "truncated.jsonl",
@@ -161,7 +152,7 @@ fn unreadable_input_exits_2_naming_file_line_and_reason() {
         ),
     ];
     for (name, content, want) in cases {
-        let path = d.0.join(name);
+        let path = d.path().join(name);
         std::fs::write(&path, content).unwrap();
         let out = check(&[&a, &path], &[]);
         let t = text(&out);
@@ -171,10 +162,10 @@ fn unreadable_input_exits_2_naming_file_line_and_reason() {
             assert!(t.contains(name), "{name}: the message names the file: {t}");
         }
     }
-    let out = check(&[&d.0.join("does-not-exist.jsonl")], &[]);
+    let out = check(&[&d.path().join("does-not-exist.jsonl")], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("cannot open"), "{}", text(&out));
-    let out = check(&[&d.0], &[]);
+    let out = check(&[d.path()], &[]);
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -186,10 +177,10 @@ fn unreadable_input_exits_2_naming_file_line_and_reason() {
 
 #[test]
 fn a_run_directory_supplies_order_and_counts() {
-    let d = TempDir::new("rundir");
-    write_log(&d.0, "member-0.jsonl", 5, 0, &GOOD);
+    let d = temp_dir("rundir");
+    write_log(d.path(), "member-0.jsonl", 5, 0, &GOOD);
     write_log(
-        &d.0,
+        d.path(),
         "member-1.jsonl",
         5,
         1,
@@ -199,8 +190,8 @@ fn a_run_directory_supplies_order_and_counts() {
         "params": {"order": "total", "messages": 2},
         "members": [{"id": 0, "status": "completed"}, {"id": 1, "status": "completed"}]
     });
-    std::fs::write(d.0.join("summary.json"), summary.to_string()).unwrap();
-    let out = check(&[&d.0], &["--json"]);
+    std::fs::write(d.path().join("summary.json"), summary.to_string()).unwrap();
+    let out = check(&[d.path()], &["--json"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["order"], "total");

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
+use tempfile::TempDir;
 
 use mpcomm::roles::demo::{self, DemoOptions};
 use mpcomm_core::OrderKind;
@@ -15,27 +16,11 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_mpcomm");
 
 /// A fresh directory under the system's temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "mpcomm-demo-test-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn temp_dir(tag: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("mpcomm-demo-test-{tag}-"))
+        .tempdir()
+        .expect("cannot create a temp dir")
 }
 
 /// Pids of live processes whose command line mentions `needle` (every peer
@@ -148,8 +133,8 @@ fn assert_all_gone(seen: &BTreeSet<(u32, String)>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn none_shows_disorder_and_total_cures_it() {
-    let tmp = TempDir::new("json");
-    let dir = tmp.0.join("demo");
+    let tmp = temp_dir("json");
+    let dir = tmp.path().join("demo");
     let dir_s = dir.to_string_lossy().into_owned();
     let (code, out, err, seen) = run_demo(
         &[
@@ -162,7 +147,7 @@ async fn none_shows_disorder_and_total_cures_it() {
             "--data-dir",
             &dir_s,
         ],
-        &tmp.0,
+        tmp.path(),
     )
     .await;
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
@@ -200,19 +185,19 @@ async fn none_shows_disorder_and_total_cures_it() {
 
 #[tokio::test]
 async fn bad_arguments_exit_2_with_a_message() {
-    let tmp = TempDir::new("args");
+    let tmp = temp_dir("args");
     for (args, says) in [
         (&["demo", "--peers", "0"][..], "--peers"),
         (&["demo", "--peers", "2", "--regions", "3"][..], "--regions"),
         (&["demo", "--wan", "inter=far"][..], "--wan"),
         (&["demo", "--orders", "chaos"][..], "chaos"),
     ] {
-        let (code, _out, err, _) = run_demo(args, &tmp.0).await;
+        let (code, _out, err, _) = run_demo(args, tmp.path()).await;
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
     }
     // Nothing was created for a demo that could not start.
-    assert!(!tmp.0.join("mpcomm-demo").exists());
+    assert!(!tmp.path().join("mpcomm-demo").exists());
 }
 
 /// A stand-in for the `mpcomm` binary: a shell script that runs the real
@@ -240,9 +225,9 @@ fn options(exe: PathBuf, dir: &Path) -> DemoOptions {
 
 #[tokio::test]
 async fn a_peer_that_dies_at_startup_is_named_and_the_rest_is_stopped() {
-    let tmp = TempDir::new("dies");
-    let exe = wrapper(&tmp.0, "echo 'cannot bind: disk on fire' >&2; exit 3");
-    let opts = options(exe, &tmp.0);
+    let tmp = temp_dir("dies");
+    let exe = wrapper(tmp.path(), "echo 'cannot bind: disk on fire' >&2; exit 3");
+    let opts = options(exe, tmp.path());
     let result = tokio::time::timeout(
         Duration::from_secs(60),
         demo::run(&opts, &mut |_| {}, std::future::pending()),
@@ -259,19 +244,19 @@ async fn a_peer_that_dies_at_startup_is_named_and_the_rest_is_stopped() {
 
 #[tokio::test]
 async fn a_peer_that_hangs_at_startup_times_out_and_is_killed() {
-    let tmp = TempDir::new("hangs");
-    let marker = tmp.0.join("hang-marker");
+    let tmp = temp_dir("hangs");
+    let marker = tmp.path().join("hang-marker");
     std::fs::write(&marker, "").unwrap();
     // `exec` keeps the pid, so the demo's kill reaches the hanging process;
     // its command line names the marker, so we can look for it afterwards.
     let exe = wrapper(
-        &tmp.0,
+        tmp.path(),
         &format!(
             "echo 'stuck forever' >&2; exec tail -f '{}'",
             marker.display()
         ),
     );
-    let mut opts = options(exe, &tmp.0);
+    let mut opts = options(exe, tmp.path());
     opts.startup_timeout = Duration::from_secs(3);
     let result = tokio::time::timeout(
         Duration::from_secs(60),
@@ -293,8 +278,8 @@ async fn a_peer_that_hangs_at_startup_times_out_and_is_killed() {
 
 #[tokio::test]
 async fn an_interrupted_demo_stops_everything() {
-    let tmp = TempDir::new("interrupt");
-    let mut opts = options(PathBuf::from(BIN), &tmp.0);
+    let tmp = temp_dir("interrupt");
+    let mut opts = options(PathBuf::from(BIN), tmp.path());
     opts.messages = 1000; // a run of about a minute: the interruption comes first
     // "Ctrl-C" one second into the first run, whenever that starts.
     let run_started = tokio::sync::Notify::new();

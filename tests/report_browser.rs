@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
+use tempfile::TempDir;
 
 use mpcomm::roles::demo::{self, DemoOptions};
 use mpcomm_core::OrderKind;
@@ -21,27 +22,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_mpcomm");
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A fresh directory under the system's temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "mpcomm-report-browser-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).expect("create a temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn temp_dir(tag: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("mpcomm-report-browser-{tag}-"))
+        .tempdir()
+        .expect("cannot create a temp dir")
 }
 
 /// The Chromium executable on PATH, if any.
@@ -112,7 +97,7 @@ async fn the_demo_report_renders_in_chromium() {
         println!("SKIPPED: chromium not installed");
         return;
     };
-    let tmp = TempDir::new("demo");
+    let tmp = temp_dir("demo");
     // Three peers in two regions over the emulated WAN, order `none`: the
     // far region's messages arrive late, so the diagram has crossings.
     let opts = DemoOptions {
@@ -120,7 +105,7 @@ async fn the_demo_report_renders_in_chromium() {
         messages: 20,
         orders: vec![OrderKind::None],
         startup_timeout: Duration::from_secs(20),
-        ..DemoOptions::new(PathBuf::from(BIN), tmp.0.join("demo"))
+        ..DemoOptions::new(PathBuf::from(BIN), tmp.path().join("demo"))
     };
     let outcome = tokio::time::timeout(
         Duration::from_secs(120),
@@ -150,7 +135,7 @@ async fn the_demo_report_renders_in_chromium() {
     }
     assert_eq!(deliveries, 3 * 3 * 20);
 
-    let profile = tmp.0.join("chromium-profile");
+    let profile = tmp.path().join("chromium-profile");
     let (dom, stderr) = chromium(&browser, &profile, &report, &["--dump-dom"]).await;
     assert!(
         dom.contains("id=\"spacetime\""),

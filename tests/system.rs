@@ -21,10 +21,11 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tempfile::TempDir;
 
 use mpcomm::control::{GmRequest, PeerCommand, Reply, request};
 use mpcomm_core::wire::{self, Frame, Header, Hello};
@@ -58,31 +59,11 @@ async fn within<F: Future>(limit: Duration, what: &str, f: F) -> F::Output {
 // ---------------------------------------------------------------------------
 
 /// A fresh directory under the system's temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "mpcomm-system-test-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).expect("cannot create a temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn temp_dir(tag: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("mpcomm-system-test-{tag}-"))
+        .tempdir()
+        .expect("cannot create a temp dir")
 }
 
 /// Which output stream a line came from.
@@ -258,7 +239,7 @@ impl Group {
     /// ports the kernel picks, and waits until every one has announced its
     /// addresses.
     async fn start(tag: &str, members: &[(&str, &str)]) -> Group {
-        let dir = TempDir::new(tag);
+        let dir = temp_dir(tag);
         let mut gm = Proc::spawn(
             "group manager",
             &["group-manager", "--listen", "127.0.0.1:0"],
@@ -889,7 +870,7 @@ async fn run_bad(args: &[&str]) -> (Option<i32>, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_arguments_give_a_clear_error_and_no_panic() {
     within(TEST_LIMIT, "the whole test", async {
-        let dir = TempDir::new("args");
+        let dir = temp_dir("args");
         let data = dir.path().join("data").to_string_lossy().into_owned();
         // (arguments, what the message must mention)
         let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![

@@ -2,6 +2,7 @@
 //! that are anything but complete.
 
 use std::collections::BTreeMap;
+use tempfile::TempDir;
 
 use mpcomm_check::{LogEntry, PeerLog, RunSpec, check};
 use mpcomm_core::OrderKind;
@@ -283,27 +284,11 @@ fn a_failed_run_draws_what_exists() {
 }
 
 /// A fresh directory under the system's temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "mpcomm-report-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn temp_dir(tag: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("mpcomm-report-{tag}-"))
+        .tempdir()
+        .expect("cannot create a temp dir")
 }
 
 fn write_log(dir: &Path, name: &str, l: &PeerLog) {
@@ -317,11 +302,11 @@ fn write_log(dir: &Path, name: &str, l: &PeerLog) {
 /// A run directory as the server writes it, from the server's own types.
 fn run_dir(tag: &str, failed: bool) -> TempDir {
     use crate::roles::server::{MemberOutcome, RunOutcome, RunParams};
-    let dir = TempDir::new(tag);
+    let dir = temp_dir(tag);
     let i = small();
     let outcome = RunOutcome {
         run: 7,
-        run_dir: dir.0.clone(),
+        run_dir: dir.path().to_path_buf(),
         passed: !failed,
         error: failed.then(|| "peer 2 (peer-2) failed: boom".to_string()),
         params: RunParams::new(2, OrderKind::None),
@@ -348,19 +333,23 @@ fn run_dir(tag: &str, failed: bool) -> TempDir {
         report_error: None,
     };
     std::fs::write(
-        dir.0.join("summary.json"),
+        dir.path().join("summary.json"),
         serde_json::to_vec_pretty(&outcome).expect("serialise"),
     )
     .expect("write summary");
-    write_log(&dir.0, "member-0.jsonl", &i.logs[0]);
+    write_log(dir.path(), "member-0.jsonl", &i.logs[0]);
     if failed {
         // Member 1's log is cut in the middle of a line; member 2 failed
         // and its log is under the failed name.
-        std::fs::write(dir.0.join("member-1.jsonl"), "{\"run\":7,\"peer\":1,\"sen").expect("write");
-        write_log(&dir.0, "member-2.failed.jsonl", &i.logs[2]);
+        std::fs::write(
+            dir.path().join("member-1.jsonl"),
+            "{\"run\":7,\"peer\":1,\"sen",
+        )
+        .expect("write");
+        write_log(dir.path(), "member-2.failed.jsonl", &i.logs[2]);
     } else {
-        write_log(&dir.0, "member-1.jsonl", &i.logs[1]);
-        write_log(&dir.0, "member-2.jsonl", &i.logs[2]);
+        write_log(dir.path(), "member-1.jsonl", &i.logs[1]);
+        write_log(dir.path(), "member-2.jsonl", &i.logs[2]);
     }
     dir
 }
@@ -368,15 +357,15 @@ fn run_dir(tag: &str, failed: bool) -> TempDir {
 #[test]
 fn write_report_reads_a_run_directory() {
     let dir = run_dir("ok", false);
-    let path = write_report(&dir.0).expect("report written");
-    assert_eq!(path, dir.0.join("report.html"));
+    let path = write_report(dir.path()).expect("report written");
+    assert_eq!(path, dir.path().join("report.html"));
     let html = std::fs::read_to_string(&path).expect("read back");
     assert_eq!(count(&html, "class=\"lane\""), 3);
     assert_eq!(count(&html, "class=\"mark\""), 12);
     assert!(html.contains("Found <strong>2</strong> unordered message rounds"));
     assert!(!html.contains("Not in this report"));
     // Nothing left behind but the report.
-    let names: Vec<String> = std::fs::read_dir(&dir.0)
+    let names: Vec<String> = std::fs::read_dir(dir.path())
         .expect("list")
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -387,7 +376,7 @@ fn write_report_reads_a_run_directory() {
 #[test]
 fn write_report_of_a_failed_run_names_what_is_missing() {
     let dir = run_dir("failed", true);
-    let path = write_report(&dir.0).expect("report written");
+    let path = write_report(dir.path()).expect("report written");
     let html = std::fs::read_to_string(&path).expect("read back");
     assert_eq!(count(&html, "class=\"lane\""), 3);
     assert_eq!(count(&html, "class=\"mark\""), 8);
@@ -398,9 +387,9 @@ fn write_report_of_a_failed_run_names_what_is_missing() {
 
 #[test]
 fn write_report_without_a_summary_is_an_error() {
-    let dir = TempDir::new("empty");
-    let e = write_report(&dir.0).expect_err("no summary");
+    let dir = temp_dir("empty");
+    let e = write_report(dir.path()).expect_err("no summary");
     assert!(format!("{e:#}").contains("summary.json"), "{e:#}");
-    std::fs::write(dir.0.join("summary.json"), "{not json").expect("write");
-    assert!(write_report(&dir.0).is_err());
+    std::fs::write(dir.path().join("summary.json"), "{not json").expect("write");
+    assert!(write_report(dir.path()).is_err());
 }
