@@ -193,25 +193,7 @@ impl Hasher for MsgHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::LogEntry;
-
-    fn log(peer: u16, msgs: &[(u16, u64)]) -> PeerLog {
-        PeerLog {
-            peer,
-            entries: msgs
-                .iter()
-                .map(|&(sender, seq)| LogEntry {
-                    run: 1,
-                    peer,
-                    sender,
-                    seq,
-                    stamp: None,
-                    sent_us: None,
-                    delivered_us: None,
-                })
-                .collect(),
-        }
-    }
+    use crate::testing::log;
 
     fn spec(members: usize, each: u64) -> RunSpec {
         RunSpec::uniform(mpcomm_core::OrderKind::Total, members, each)

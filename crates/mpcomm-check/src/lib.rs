@@ -208,6 +208,32 @@ mod rounds;
 mod total_order;
 mod violation;
 
+/// Log builders shared by the unit tests of several modules.
+#[cfg(test)]
+mod testing {
+    use crate::{LogEntry, PeerLog};
+
+    /// The log of `peer` delivering `msgs` (sender, seq) in that order,
+    /// without stamps or times.
+    pub(crate) fn log(peer: u16, msgs: &[(u16, u64)]) -> PeerLog {
+        PeerLog {
+            peer,
+            entries: msgs
+                .iter()
+                .map(|&(sender, seq)| LogEntry {
+                    run: 1,
+                    peer,
+                    sender,
+                    seq,
+                    stamp: None,
+                    sent_us: None,
+                    delivered_us: None,
+                })
+                .collect(),
+        }
+    }
+}
+
 use std::fmt;
 
 use mpcomm_core::{MemberId, OrderKind};

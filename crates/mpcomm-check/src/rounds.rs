@@ -118,25 +118,7 @@ pub fn original_unordered_rounds(logs: &[PeerLog], messages_per_peer: u64) -> u6
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::LogEntry;
-
-    fn log(peer: u16, msgs: &[(u16, u64)]) -> PeerLog {
-        PeerLog {
-            peer,
-            entries: msgs
-                .iter()
-                .map(|&(sender, seq)| LogEntry {
-                    run: 1,
-                    peer,
-                    sender,
-                    seq,
-                    stamp: None,
-                    sent_us: None,
-                    delivered_us: None,
-                })
-                .collect(),
-        }
-    }
+    use crate::testing::log;
 
     const ALL: [(u16, u64); 4] = [(0, 0), (1, 0), (0, 1), (1, 1)];
 
