@@ -354,14 +354,14 @@ async fn random_garbage_does_not_hurt_the_server() {
 }
 
 #[tokio::test]
-async fn a_two_mib_line_is_refused_and_the_server_lives_on() {
+async fn a_line_over_the_request_limit_is_refused_and_the_server_lives_on() {
     let gm = start(Duration::from_secs(10)).await;
     let s = within("connect", TcpStream::connect(gm.addr))
         .await
         .unwrap();
     let (mut rd, mut wr) = s.into_split();
     let writer = tokio::spawn(async move {
-        let big = vec![b'a'; 2 << 20]; // no newline
+        let big = vec![b'a'; 128 << 10]; // no newline; the limit is 64 KiB
         // The server stops reading at some point; that may fail the write.
         let _ = wr.write_all(&big).await;
         wr
@@ -378,7 +378,7 @@ async fn a_two_mib_line_is_refused_and_the_server_lives_on() {
     // the error reply is not destroyed by a TCP reset.
     let first = got.split(|&b| b == b'\n').next().unwrap_or_default();
     let v: Value = serde_json::from_slice(first).expect("an error reply before the close");
-    assert_error(&v, "longer than 1048576 bytes");
+    assert_error(&v, "longer than 65536 bytes");
     let _ = within("writer", writer).await;
     let mut c = Client::connect(gm.addr).await;
     assert!(c.names().await.is_empty());

@@ -35,14 +35,13 @@
 //!
 //! The group manager is a long-running server reachable over the network,
 //! so no client can make it misbehave: bad requests get an error reply and
-//! the connection stays usable; lines are limited to [`MAX_LINE`] bytes
-//! (longer ones get an error and the connection is closed); idle
+//! the connection stays usable; request lines are limited to
+//! [`MAX_REQUEST`] bytes (longer ones get an error and the connection is
+//! closed); idle
 //! connections are closed after [`IDLE_TIMEOUT`]; at most
 //! [`MAX_CONNECTIONS`] are served at once, so a flood cannot use up the
 //! process's file descriptors. Like the original, anyone who can reach the
 //! port can `stop` it or change the registry: run it on a trusted network.
-//!
-//! [`MAX_LINE`]: crate::control::MAX_LINE
 
 use std::collections::BTreeMap;
 use std::io;
@@ -244,10 +243,15 @@ impl Shared {
     }
 }
 
+/// Longest request line accepted. The largest request, a registration, is
+/// a few hundred bytes; the limit bounds what [`MAX_CONNECTIONS`] clients
+/// can make the group manager hold to 64 MiB.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
 /// One connection: requests in, one reply each, in order.
 async fn serve(stream: TcpStream, client: SocketAddr, shared: &Shared, idle: Duration) {
     let _ = stream.set_nodelay(true);
-    let mut framed = Framed::new(stream);
+    let mut framed = Framed::with_limit(stream, MAX_REQUEST);
     debug!(%client, "connection opened");
     loop {
         let value = match timeout(idle, framed.recv_value()).await {
