@@ -5,7 +5,8 @@
 //! which peers delivered different messages — and what it did not:
 //!
 //! * the members are whoever is registered with the group manager, not a
-//!   constant N; ids are assigned in name order;
+//!   constant N; ids are assigned in natural name order (`peer-2` before
+//!   `peer-10`);
 //! * every wait has a deadline, and a peer that dies, hangs or never reports
 //!   makes the run fail *naming that peer* (a dead peer is noticed at once:
 //!   the server keeps each peer's control connection open during the run,
@@ -227,7 +228,8 @@ impl Server {
         self.report_to
     }
 
-    /// The registered peers, sorted by name.
+    /// The registered peers, in natural name order: the order their member
+    /// ids are given in.
     pub async fn peers(&self) -> anyhow::Result<Vec<PeerInfo>> {
         let reply: Reply = control::request(
             self.opts.group_manager.as_str(),
@@ -242,7 +244,7 @@ impl Server {
             )
         })?;
         let mut peers = reply.peers.unwrap_or_default();
-        peers.sort_by(|a, b| a.name.cmp(&b.name));
+        peers.sort_by(|a, b| natural_cmp(&a.name, &b.name));
         Ok(peers)
     }
 
@@ -499,6 +501,46 @@ impl Server {
     }
 }
 
+/// Compares names as people do: runs of digits by their value, so that
+/// `peer-2` comes before `peer-10` and a demo of 12 peers numbers its
+/// members in the order of their names. Equal by that rule (`peer-02` and
+/// `peer-2`), names fall back to byte order, so the order is total.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> impl Iterator<Item = &str> {
+        let mut rest = s;
+        std::iter::from_fn(move || {
+            let first = rest.chars().next()?;
+            let digit = first.is_ascii_digit();
+            let end = rest
+                .find(|c: char| c.is_ascii_digit() != digit)
+                .unwrap_or(rest.len());
+            let (chunk, tail) = rest.split_at(end);
+            rest = tail;
+            Some(chunk)
+        })
+    }
+    let chunk_cmp = |x: &str, y: &str| {
+        let digits = |c: &str| c.bytes().all(|b| b.is_ascii_digit());
+        if digits(x) && digits(y) {
+            let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+            x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+        } else {
+            x.cmp(y)
+        }
+    };
+    let (mut xs, mut ys) = (chunks(a), chunks(b));
+    let by_value = loop {
+        match (xs.next(), ys.next()) {
+            (Some(x), Some(y)) => match chunk_cmp(x, y) {
+                std::cmp::Ordering::Equal => continue,
+                other => break other,
+            },
+            (x, y) => break x.is_some().cmp(&y.is_some()),
+        }
+    };
+    by_value.then_with(|| a.cmp(b))
+}
+
 /// Writes the run's `summary.json`.
 async fn write_summary(outcome: &RunOutcome) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(outcome)?;
@@ -667,4 +709,23 @@ fn create_run_dir(data_dir: &Path, order: OrderKind) -> anyhow::Result<PathBuf> 
     let name = format!("{}-{order}", now_stamp());
     create_unique_dir(data_dir, &name)
         .with_context(|| format!("cannot create a run directory in {}", data_dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::natural_cmp;
+
+    #[test]
+    fn names_sort_naturally() {
+        let mut names = vec![
+            "peer-10", "peer-2", "peer-1", "peer-02", "b", "a10b", "a9b", "peer-", "",
+        ];
+        names.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            names,
+            [
+                "", "a9b", "a10b", "b", "peer-", "peer-1", "peer-02", "peer-2", "peer-10"
+            ]
+        );
+    }
 }
