@@ -19,7 +19,8 @@
 //!    When it has heard from every member it emits [`Event::Ready`]: from then
 //!    on the application may multicast. A member that is already past its own
 //!    handshake may send us data before we are ready; that data is kept, never
-//!    mistaken for a handshake (frames are typed) and never dropped. If the
+//!    mistaken for a handshake (frames are typed) and never dropped, and it
+//!    is delivered only after [`Event::Ready`]. If the
 //!    handshake deadline passes first, the run fails naming the silent
 //!    members.
 //! 2. **Multicast.** Each application message becomes a record of our
@@ -593,8 +594,21 @@ impl Peer {
         }
     }
 
-    /// Drains deliveries, then checks completion and arms the stall timer.
+    /// Passes the barrier if it can; then drains deliveries, checks
+    /// completion and arms the stall timer.
+    ///
+    /// Nothing is delivered before the barrier is passed. Records that a
+    /// faster member sends us during our handshake are kept (and
+    /// acknowledged), and wait in the ordering engine: an application learns
+    /// of the group with [`Event::Ready`] and may not read deliveries before
+    /// it, and a runtime that applies backpressure by not reading its
+    /// socket while deliveries go unread would then never hear the members
+    /// it still needs for the handshake.
     fn after_input(&mut self, now: Time) {
+        self.check_ready(now);
+        if self.phase == Phase::Handshake {
+            return;
+        }
         let mut delivered_any = false;
         while let Some(rec) = self.engine.poll_deliver() {
             let m = &mut self.members[usize::from(rec.sender)];
@@ -645,7 +659,6 @@ impl Peer {
         if held > 0 && self.stall_deadline.is_none() {
             self.stall_deadline = Some(now + self.stall_interval());
         }
-        self.check_ready(now);
     }
 
     fn check_ready(&mut self, now: Time) {
@@ -961,6 +974,71 @@ mod tests {
         );
         assert!(peers.iter().all(|p| p.is_quiescent()));
         assert_eq!(peers[0].stats().dropped(), 0);
+    }
+
+    /// Moves datagrams like [`exchange`], except between members `a` and
+    /// `b`, whose datagrams to each other are lost.
+    fn exchange_cut(peers: &mut [Peer], now: Time, a: MemberId, b: MemberId) {
+        loop {
+            let mut batch = vec![];
+            for (from, p) in peers.iter_mut().enumerate() {
+                let mut buf = [0u8; MAX_DATAGRAM];
+                while let Some(t) = p.poll_transmit(now, &mut buf) {
+                    let from = from as MemberId;
+                    if (from, t.to) != (a, b) && (from, t.to) != (b, a) {
+                        batch.push((t.to, Bytes::copy_from_slice(&buf[..t.len])));
+                    }
+                }
+            }
+            if batch.is_empty() {
+                return;
+            }
+            for (to, bytes) in batch {
+                peers[usize::from(to)].handle_datagram(now, bytes);
+            }
+        }
+    }
+
+    /// A member past its barrier may send data to one still in its
+    /// handshake. That data is kept, but delivered only after `Ready`: an
+    /// application that waits for `Ready` before it reads deliveries (as
+    /// `Group::join` does) would otherwise never read them, and a runtime
+    /// that stops reading its socket while deliveries go unread would never
+    /// finish the handshake. Seen as a rare `none` bench run that timed out.
+    #[test]
+    fn nothing_is_delivered_before_ready() {
+        for order in [OrderKind::None, OrderKind::Fifo, OrderKind::Total] {
+            let mut peers = group(3, order);
+            let t = Time::ZERO;
+            // 1 and 2 cannot hear each other; 0 hears both and gets going.
+            exchange_cut(&mut peers, t, 1, 2);
+            assert!(peers[0].is_ready() && !peers[1].is_ready(), "{order:?}");
+            assert_eq!(events(&mut peers[0]), vec![Event::Ready]);
+            for k in 0..3 {
+                peers[0].multicast(t, Bytes::from(vec![k as u8])).unwrap();
+            }
+            exchange_cut(&mut peers, t, 1, 2);
+            for k in [1, 2] {
+                assert_eq!(events(&mut peers[k]), vec![], "{order:?}: member {k}");
+            }
+            // The link heals: Ready first, then the kept messages.
+            let t = Time::from_millis(60);
+            exchange(&mut peers, t);
+            for k in [1, 2] {
+                let ev = events(&mut peers[k]);
+                assert_eq!(ev.first(), Some(&Event::Ready), "{order:?}: {ev:?}");
+                let delivered = ev
+                    .iter()
+                    .filter(|e| matches!(e, Event::Deliver(d) if d.sender == 0))
+                    .count();
+                let expected = if order == OrderKind::Total {
+                    0..=3
+                } else {
+                    3..=3
+                };
+                assert!(expected.contains(&delivered), "{order:?}: {ev:?}");
+            }
+        }
     }
 
     #[test]
