@@ -154,14 +154,23 @@ pub fn render_report(input: &ReportInput) -> String {
 /// `summary.json` or a failure to write is an error.
 pub fn write_report(run_dir: &Path) -> anyhow::Result<PathBuf> {
     let input = load(run_dir)?;
-    let html = render_report(&input);
+    save_report(run_dir, &render_report(&input))
+}
+
+/// Writes rendered `html` to `run_dir/report.html` through a temporary
+/// file and a rename, and returns the path.
+pub fn save_report(run_dir: &Path, html: &str) -> anyhow::Result<PathBuf> {
     let path = run_dir.join(REPORT_FILE);
     let tmp = run_dir.join(format!(".{REPORT_FILE}.tmp"));
     std::fs::write(&tmp, html).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| {
+    if let Err(e) = std::fs::rename(&tmp, &path) {
         let _ = std::fs::remove_file(&tmp);
-        format!("cannot rename {} to {}", tmp.display(), path.display())
-    })?;
+        return Err(anyhow::Error::new(e).context(format!(
+            "cannot rename {} to {}",
+            tmp.display(),
+            path.display()
+        )));
+    }
     Ok(path)
 }
 

@@ -554,19 +554,31 @@ async fn write_summary(outcome: &RunOutcome) -> anyhow::Result<()> {
 /// takes a few seconds.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Writes the run's `report.html` on a blocking thread (it reads every log
-/// again and renders it), bounded by [`REPORT_TIMEOUT`]. The error, if any,
-/// is a sentence for `summary.json`.
+/// Writes the run's `report.html`. Reading the logs again and drawing them
+/// happens on a blocking thread, bounded by [`REPORT_TIMEOUT`]; only a page
+/// finished in time is written, so a late one can never appear beside a
+/// summary that says it failed. The error, if any, is a sentence for
+/// `summary.json`.
 async fn write_report(run_dir: &Path) -> Result<PathBuf, String> {
     let dir = run_dir.to_path_buf();
-    let task = tokio::task::spawn_blocking(move || crate::report::write_report(&dir));
-    match tokio::time::timeout(REPORT_TIMEOUT, task).await {
-        Ok(Ok(Ok(path))) => Ok(path),
-        Ok(Ok(Err(e))) => Err(format!("cannot write the report: {e:#}")),
-        Ok(Err(e)) => Err(format!("writing the report crashed: {e}")),
-        Err(_) => Err(format!(
-            "writing the report took longer than {REPORT_TIMEOUT:?}; gave up"
-        )),
+    let task = tokio::task::spawn_blocking(move || {
+        crate::report::load(&dir).map(|input| crate::report::render_report(&input))
+    });
+    let html = match tokio::time::timeout(REPORT_TIMEOUT, task).await {
+        Ok(Ok(Ok(html))) => html,
+        Ok(Ok(Err(e))) => return Err(format!("cannot write the report: {e:#}")),
+        Ok(Err(e)) => return Err(format!("writing the report crashed: {e}")),
+        Err(_) => {
+            return Err(format!(
+                "drawing the report took longer than {REPORT_TIMEOUT:?}; gave up"
+            ));
+        }
+    };
+    let dir = run_dir.to_path_buf();
+    match tokio::task::spawn_blocking(move || crate::report::save_report(&dir, &html)).await {
+        Ok(Ok(path)) => Ok(path),
+        Ok(Err(e)) => Err(format!("cannot write the report: {e:#}")),
+        Err(e) => Err(format!("writing the report crashed: {e}")),
     }
 }
 
