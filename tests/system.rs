@@ -907,6 +907,18 @@ async fn bad_arguments_give_a_clear_error_and_no_panic() {
                 vec!["--wan", "banana"],
             ),
             (vec!["server", "--payload", "5"], vec!["--payload", "5"]),
+            (vec!["server", "--runs", "0"], vec!["--runs", "0"]),
+            (
+                // Checked before the group manager is asked for anything.
+                vec![
+                    "peer",
+                    "--group-manager",
+                    "127.0.0.1:1",
+                    "--region",
+                    "bad region!",
+                ],
+                vec!["invalid region", "bad region!"],
+            ),
             (
                 // Refused at once: --expect would otherwise wait for peers
                 // that never come (STARTUP bounds the wait).

@@ -37,7 +37,7 @@ pub struct ServerArgs {
     #[arg(long, default_value = "total")]
     order: OrderKind,
     /// Number of runs (non-interactive mode).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     runs: u32,
     /// Wait until this many peers are registered before the first run.
     #[arg(long)]

@@ -115,6 +115,11 @@ pub struct RunningPeer {
 impl RunningPeer {
     /// Binds the sockets and registers with the group manager.
     pub async fn start(opts: PeerOptions) -> anyhow::Result<RunningPeer> {
+        // What can be checked without the network is checked first.
+        control::validate_region(&opts.region).map_err(anyhow::Error::msg)?;
+        if let Some(name) = &opts.name {
+            control::validate_name(name).map_err(anyhow::Error::msg)?;
+        }
         let socket =
             bind_udp(opts.bind).with_context(|| format!("cannot bind UDP {}", opts.bind))?;
         let listener = TcpListener::bind(opts.control)
@@ -129,7 +134,6 @@ impl RunningPeer {
         let control_addr = SocketAddr::new(data_addr.ip(), tcp_local.port());
         let name = opts.name.clone().unwrap_or_else(|| default_name(data_addr));
         control::validate_name(&name).map_err(anyhow::Error::msg)?;
-        control::validate_region(&opts.region).map_err(anyhow::Error::msg)?;
         std::fs::create_dir_all(&opts.data_dir)
             .with_context(|| format!("cannot create data directory {}", opts.data_dir.display()))?;
         let (stop, _) = watch::channel(false);
