@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mpcomm_core::OrderKind;
 use mpcomm_sim::net::{Delay, parse_duration, parse_probability};
 use mpcomm_sim::{SimConfig, SimOutcome};
@@ -86,7 +87,26 @@ impl SimArgs {
 /// Runs `mpcomm sim`.
 pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     let cfg = args.config()?;
-    let out = mpcomm_sim::run(&cfg);
+    // Drawn on stderr only when it is a terminal, and only once a run has
+    // lasted long enough to call back (most runs end before that).
+    let bar = ProgressBar::hidden();
+    let mut shown = false;
+    let out = mpcomm_sim::run_with_progress(&cfg, &mut |p| {
+        if !shown {
+            shown = true;
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+            bar.set_length(p.expected);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "simulating {bar:30} {pos}/{len} deliveries, {msg} simulated ({eta} left)",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+        }
+        bar.set_position(p.delivered);
+        bar.set_message(format!("{:.1} s", p.sim_time.as_secs_f64()));
+    });
+    bar.finish_and_clear();
     if args.json {
         let json = serde_json::to_string(&out)?;
         println!("{json}");

@@ -221,7 +221,30 @@ struct Sim<'a> {
 
 /// Runs one simulated run.
 pub fn run(cfg: &SimConfig) -> SimOutcome {
-    Sim::new(cfg).run()
+    Sim::new(cfg).run(&mut |_| {})
+}
+
+/// How far a simulation has got, for a progress display.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Messages delivered so far, summed over peers.
+    pub delivered: u64,
+    /// Messages to deliver in all: peers × peers × messages.
+    pub expected: u64,
+    /// Simulated time reached.
+    pub sim_time: Duration,
+}
+
+/// Events between two calls of the progress callback of [`run_with_progress`].
+const PROGRESS_EVERY: u64 = 1 << 16;
+
+/// Runs one simulated run like [`run`], calling `progress` every few
+/// tens of thousands of events: a large simulation (the cost of `total`
+/// grows with N³·M) may take minutes, and its user should see it move.
+/// The callback sees the run but cannot change it: the outcome is the same
+/// as [`run`]'s.
+pub fn run_with_progress(cfg: &SimConfig, progress: &mut dyn FnMut(Progress)) -> SimOutcome {
+    Sim::new(cfg).run(progress)
 }
 
 impl<'a> Sim<'a> {
@@ -280,14 +303,23 @@ impl<'a> Sim<'a> {
             .all(|p| p.peer.as_ref().is_some_and(|p| p.is_quiescent()))
     }
 
-    fn run(mut self) -> SimOutcome {
+    fn run(mut self, progress: &mut dyn FnMut(Progress)) -> SimOutcome {
         let limit = Time::ZERO + self.cfg.time_limit;
+        let n = self.cfg.peers as u64;
+        let expected = n.saturating_mul(n).saturating_mul(self.cfg.messages);
         while let Some(Reverse((at, _, what))) = self.queue.pop() {
             if at > limit {
                 break;
             }
             self.now = at;
             self.events += 1;
+            if self.events % PROGRESS_EVERY == 0 {
+                progress(Progress {
+                    delivered: self.peers.iter().map(|p| p.log.len() as u64).sum(),
+                    expected,
+                    sim_time: Duration::from_nanos(at.as_nanos()),
+                });
+            }
             self.trace.write_u64(at.as_nanos());
             match what {
                 What::Start(p) => {

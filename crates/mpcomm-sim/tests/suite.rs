@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use mpcomm_core::OrderKind;
-use mpcomm_sim::{Delay, NetProfile, SimConfig, SimOutcome, run};
+use mpcomm_sim::{Delay, NetProfile, Progress, SimConfig, SimOutcome, run, run_with_progress};
 
 const GROUP_SIZES: [usize; 5] = [2, 3, 4, 6, 8];
 
@@ -231,6 +231,33 @@ fn same_seed_same_trace() {
         ..cfg.clone()
     });
     assert_ne!(a.trace_hash, c.trace_hash);
+}
+
+/// Watching a run's progress does not change it, and progress only grows.
+#[test]
+fn progress_is_reported_and_changes_nothing() {
+    let cfg = SimConfig {
+        peers: 8,
+        messages: 200,
+        ..case(7, OrderKind::Total)
+    };
+    let mut seen: Vec<Progress> = Vec::new();
+    let watched = run_with_progress(&cfg, &mut |p| seen.push(p));
+    let plain = run(&cfg);
+    assert_eq!(watched.trace_hash, plain.trace_hash);
+    assert!(
+        !seen.is_empty(),
+        "a run of {} events reported nothing",
+        plain.events
+    );
+    assert!(
+        seen.windows(2)
+            .all(|w| w[0].delivered <= w[1].delivered && w[0].sim_time <= w[1].sim_time)
+    );
+    assert!(
+        seen.iter()
+            .all(|p| p.expected == 8 * 8 * 200 && p.delivered <= p.expected)
+    );
 }
 
 /// A failure prints a command that names every setting that differs from
