@@ -4,12 +4,12 @@
 //! the delivery logs (so the demo has one per run too); [`write_report`]
 //! rebuilds it from those files at any time. The page holds:
 //!
-//! * a **space-time diagram** ([`diagram`]): one lane per peer, each
+//! * a **space-time diagram** (`diagram.rs`): one lane per peer, each
 //!   delivery a mark at its delivery time, coloured by sender, and the
 //!   marks of one message joined across the lanes. Crossing lines are
 //!   disorder; the first unordered round is ringed. Hovering a mark shows
 //!   who delivered what, with its Lamport stamp, when and at which position.
-//! * a **latency histogram** ([`histogram`]): send to delivery.
+//! * a **latency histogram** (`histogram.rs`): send to delivery.
 //! * the **verdict**: each ordering property with its first counter-example
 //!   in words, the original MPComm metric ("Found X unordered message
 //!   rounds"), latency, and a table of the members and their counters.

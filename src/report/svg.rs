@@ -5,7 +5,7 @@
 //! of dependencies and easy to read, but it means every piece of text that
 //! comes from outside (peer names, regions, error messages) must go through
 //! [`esc`] before it lands in the page: a peer named `<script>` must show
-//! up as the text "<script>", not run.
+//! up as the text "`<script>`", not run.
 
 use std::fmt::Write as _;
 
