@@ -65,6 +65,8 @@ fn bench_rejects_bad_arguments() {
         &["bench", "--peers", "0"][..],
         &["bench", "--size", "4"],
         &["bench", "--order", "sideways"],
+        &["bench", "--ack-delay", "5s"],
+        &["bench", "--ack-delay", "soon"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_mpcomm"))
             .args(args)
@@ -73,4 +75,36 @@ fn bench_rejects_bad_arguments() {
         assert!(!out.status.success(), "{args:?} should fail");
         assert!(!out.stderr.is_empty(), "{args:?} should say why");
     }
+}
+
+/// Acknowledgements that wait for data to ride on change the cost, never
+/// the order.
+#[test]
+fn delayed_acknowledgements_keep_the_order() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mpcomm"))
+        .args([
+            "bench",
+            "--peers",
+            "3",
+            "--messages",
+            "300",
+            "--rate",
+            "3000",
+            "--order",
+            "total",
+            "--no-baseline",
+            "--ack-delay",
+            "2ms",
+            "--json",
+        ])
+        .output()
+        .expect("run mpcomm bench");
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["total"]["delivered"], 2700, "{}", v["total"]);
+    assert_eq!(v["total"]["same_order"], true, "{}", v["total"]);
 }

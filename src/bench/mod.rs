@@ -62,6 +62,8 @@ pub struct BenchOptions {
     pub wan: Option<String>,
     /// Flow-control window (records), if not the default.
     pub window: Option<usize>,
+    /// Acknowledgement delay, if not the default.
+    pub ack_delay: Option<Duration>,
     /// The `mpcomm` binary to start the peers from.
     pub exe: std::path::PathBuf,
 }
@@ -87,6 +89,9 @@ pub struct Plan {
     pub wan: Option<String>,
     /// Window, if not the default.
     pub window: Option<usize>,
+    /// Acknowledgement delay in microseconds, if not the default.
+    #[serde(default)]
+    pub ack_delay_us: Option<u64>,
     /// Regions of the members (for the emulation).
     pub regions: Vec<usize>,
 }
@@ -237,6 +242,7 @@ async fn run_mode(
                 None
             },
             window: opts.window,
+            ack_delay_us: opts.ack_delay.map(|d| d.as_micros() as u64),
             regions: regions.clone(),
         };
         let mut stdin = child.stdin.take().context("no stdin")?;

@@ -181,6 +181,9 @@ async fn protocol(
     if let Some(w) = plan.window {
         opts.config.window = w;
     }
+    if let Some(us) = plan.ack_delay_us {
+        opts.config.ack_delay = Duration::from_micros(us);
+    }
     if let Some(spec) = &plan.wan {
         let profile = spec.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
         opts.wan = Some(WanConfig {
