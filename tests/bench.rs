@@ -4,27 +4,26 @@
 
 use std::process::Command;
 
-#[test]
-fn bench_reports_every_figure_for_every_order() {
+/// Runs `mpcomm bench ARGS --json`, which must succeed, and returns its
+/// JSON object.
+fn bench_json(args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_mpcomm"))
-        .args([
-            "bench",
-            "--peers",
-            "3",
-            "--messages",
-            "500",
-            "--order",
-            "none,total",
-            "--json",
-        ])
+        .arg("bench")
+        .args(args)
+        .arg("--json")
         .output()
         .expect("run mpcomm bench");
     assert!(
         out.status.success(),
-        "bench failed: {}",
+        "bench {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+#[test]
+fn bench_reports_every_figure_for_every_order() {
+    let v = bench_json(&["--peers", "3", "--messages", "500", "--order", "none,total"]);
     for order in ["none", "total", "raw_udp"] {
         let f = &v[order];
         for key in [
@@ -81,30 +80,19 @@ fn bench_rejects_bad_arguments() {
 /// the order.
 #[test]
 fn delayed_acknowledgements_keep_the_order() {
-    let out = Command::new(env!("CARGO_BIN_EXE_mpcomm"))
-        .args([
-            "bench",
-            "--peers",
-            "3",
-            "--messages",
-            "300",
-            "--rate",
-            "3000",
-            "--order",
-            "total",
-            "--no-baseline",
-            "--ack-delay",
-            "2ms",
-            "--json",
-        ])
-        .output()
-        .expect("run mpcomm bench");
-    assert!(
-        out.status.success(),
-        "bench failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let v = bench_json(&[
+        "--peers",
+        "3",
+        "--messages",
+        "300",
+        "--rate",
+        "3000",
+        "--order",
+        "total",
+        "--no-baseline",
+        "--ack-delay",
+        "2ms",
+    ]);
     assert_eq!(v["total"]["delivered"], 2700, "{}", v["total"]);
     assert_eq!(v["total"]["same_order"], true, "{}", v["total"]);
 }
