@@ -24,8 +24,9 @@
 //!
 //! It needs root and iproute2's `ip netns`. Without them (a developer's
 //! laptop, an unprivileged container) the test prints
-//! `SKIPPED: multi-host test needs root and ip netns (reason)` and passes;
-//! once the namespaces can be made, any failure is a real failure.
+//! `SKIPPED: multi-host test needs root and ip netns (reason)` and passes
+//! (unless `MPCOMM_NO_SKIP` is set, as `.ci/run` does: then it fails); once
+//! the namespaces can be made, any failure is a real failure.
 //!
 //! Every child process and every namespace lives in a [`Cluster`] guard
 //! that kills and deletes them on drop, also when an assertion panics; every
@@ -335,6 +336,11 @@ fn effective_uid() -> Option<u32> {
 }
 
 fn skip(reason: &str) {
+    // CI sets MPCOMM_NO_SKIP: there, a missing prerequisite is a failure,
+    // so a broken install cannot pass as a skipped test.
+    if std::env::var_os("MPCOMM_NO_SKIP").is_some() {
+        panic!("multi-host test cannot run ({reason}) and MPCOMM_NO_SKIP is set");
+    }
     eprintln!("SKIPPED: multi-host test needs root and ip netns ({reason})");
 }
 

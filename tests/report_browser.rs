@@ -6,7 +6,8 @@
 //!
 //! Chromium is Debian's `chromium` package (`.ci/run` installs it). Where it
 //! is not installed the test prints `SKIPPED: chromium not installed` and
-//! passes, so that a developer without it can still run the suite.
+//! passes, so that a developer without it can still run the suite — unless
+//! `MPCOMM_NO_SKIP` is set, as `.ci/run` does: then it fails.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -94,6 +95,11 @@ fn console_lines(stderr: &str) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_report_renders_in_chromium() {
     let Some(browser) = find_chromium() else {
+        // CI sets MPCOMM_NO_SKIP: there, a missing browser is a failure.
+        assert!(
+            std::env::var_os("MPCOMM_NO_SKIP").is_none(),
+            "chromium is not installed and MPCOMM_NO_SKIP is set"
+        );
         println!("SKIPPED: chromium not installed");
         return;
     };
