@@ -3,6 +3,8 @@
 //! everything. Every wait has a timeout, so a bug fails a test instead of
 //! hanging it.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -12,6 +14,8 @@ use tempfile::TempDir;
 use mpcomm::roles::demo::{self, DemoOptions};
 use mpcomm_core::OrderKind;
 use serde_json::Value;
+
+use common::procs::{Proc, assert_all_gone, children_of, processes_mentioning};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mpcomm");
 
@@ -23,66 +27,9 @@ fn temp_dir(tag: &str) -> TempDir {
         .expect("cannot create a temp dir")
 }
 
-/// Pids of live processes whose command line mentions `needle` (every peer
-/// the demo starts has its data directory, under the test's unique
-/// directory, on its command line).
-fn processes_mentioning(needle: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid == std::process::id() || is_zombie(pid) {
-            continue;
-        }
-        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline"))
-            && String::from_utf8_lossy(&cmd).contains(needle)
-        {
-            found.push(pid);
-        }
-    }
-    found
-}
-
-fn is_zombie(pid: u32) -> bool {
-    stat_field(pid, 0).is_none_or(|state| state == "Z" || state == "X")
-}
-
-/// Field `i` after the command name in /proc/PID/stat (0 = state,
-/// 19 = start time), or `None` if the process is gone.
-fn stat_field(pid: u32, i: usize) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(i).map(str::to_string)
-}
-
-/// The children of `pid` right now, with their start times.
-fn children_of(pid: u32) -> BTreeSet<(u32, String)> {
-    let mut kids = BTreeSet::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return kids;
-    };
-    for t in tasks.flatten() {
-        if let Ok(list) = std::fs::read_to_string(t.path().join("children")) {
-            for c in list
-                .split_whitespace()
-                .filter_map(|c| c.parse::<u32>().ok())
-            {
-                if let Some(start) = stat_field(c, 19) {
-                    kids.insert((c, start));
-                }
-            }
-        }
-    }
-    kids
-}
-
 /// Runs the binary with `args`, watching which children it starts; returns
 /// (exit code, stdout, stderr, children seen).
-async fn run_demo(args: &[&str], cwd: &Path) -> (i32, String, String, BTreeSet<(u32, String)>) {
+async fn run_demo(args: &[&str], cwd: &Path) -> (i32, String, String, BTreeSet<Proc>) {
     let mut child = tokio::process::Command::new(BIN)
         .args(args)
         .current_dir(cwd)
@@ -120,15 +67,6 @@ async fn run_demo(args: &[&str], cwd: &Path) -> (i32, String, String, BTreeSet<(
     let out = read_out.await.unwrap();
     let err = read_err.await.unwrap();
     (status.code().unwrap_or(-1), out, err, seen)
-}
-
-/// Every process in `seen` is gone (a pid reused by another process has a
-/// different start time).
-fn assert_all_gone(seen: &BTreeSet<(u32, String)>) {
-    for (pid, start) in seen {
-        let alive = !is_zombie(*pid) && stat_field(*pid, 19).as_deref() == Some(start.as_str());
-        assert!(!alive, "process {pid} is still running");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

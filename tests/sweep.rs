@@ -1,7 +1,12 @@
 //! `mpcomm sweep` over the simulator: a grid of group sizes and orders,
 //! repeated, written as CSV, JSON and an SVG chart.
 
+mod common;
+
+use std::collections::BTreeSet;
 use std::process::Command;
+
+use common::procs::{Proc, assert_all_gone, children_of, processes_mentioning};
 
 #[test]
 fn a_simulated_sweep_shows_disorder_for_none_and_none_for_total() {
@@ -96,66 +101,10 @@ fn bad_sweep_arguments_are_refused() {
 // ---------------------------------------------------------------------------
 // `mpcomm sweep --processes`: the same grid over real local processes.
 
-/// Pids of live (non-zombie) processes whose command line mentions
-/// `needle`. Every peer a process sweep starts has its data directory, below
-/// the sweep's unique output directory, on its command line.
-fn processes_mentioning(needle: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid == std::process::id() || !alive(pid) {
-            continue;
-        }
-        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline"))
-            && String::from_utf8_lossy(&cmd).contains(needle)
-        {
-            found.push(pid);
-        }
-    }
-    found
-}
-
-/// `(state, start time)` of `pid` from /proc/PID/stat, if it exists.
-fn stat(pid: u32) -> Option<(String, String)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    Some((after.first()?.to_string(), after.get(19)?.to_string()))
-}
-
-fn alive(pid: u32) -> bool {
-    stat(pid).is_some_and(|(state, _)| state != "Z" && state != "X")
-}
-
-/// The children of `pid` right now, as (pid, start time): a pid reused
-/// later by another process has another start time.
-fn children_of(pid: u32) -> Vec<(u32, String)> {
-    let mut kids = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return kids;
-    };
-    for t in tasks.flatten() {
-        let list = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-        for c in list.split_whitespace().filter_map(|c| c.parse().ok()) {
-            if let Some((_, start)) = stat(c) {
-                kids.push((c, start));
-            }
-        }
-    }
-    kids
-}
-
 /// Runs `mpcomm ARGS`, noting every child it starts while it runs, and
 /// gives up (killing it) after `limit`. Returns (exit code, stdout, stderr,
 /// children seen).
-fn run_watched(
-    args: &[&str],
-    limit: std::time::Duration,
-) -> (i32, String, String, Vec<(u32, String)>) {
+fn run_watched(args: &[&str], limit: std::time::Duration) -> (i32, String, String, BTreeSet<Proc>) {
     use std::io::Read;
     use std::process::Stdio;
     let mut child = Command::new(env!("CARGO_BIN_EXE_mpcomm"))
@@ -179,13 +128,9 @@ fn run_watched(
         s
     });
     let started = std::time::Instant::now();
-    let mut seen = Vec::new();
+    let mut seen = BTreeSet::new();
     let status = loop {
-        for kid in children_of(child.id()) {
-            if !seen.contains(&kid) {
-                seen.push(kid);
-            }
-        }
+        seen.extend(children_of(child.id()));
         if let Some(status) = child.try_wait().expect("wait for mpcomm") {
             break status;
         }
@@ -289,10 +234,7 @@ fn a_process_sweep_runs_every_point_on_real_processes_and_leaves_none_behind() {
     // Nothing is left running: neither the children seen while it ran (the
     // group managers and peers) nor anything naming the output directory.
     assert!(!seen.is_empty(), "the sweep started no processes?");
-    for (pid, start) in &seen {
-        let same = stat(*pid).is_some_and(|(_, s)| &s == start);
-        assert!(!(same && alive(*pid)), "process {pid} is still running");
-    }
+    assert_all_gone(&seen);
     assert_eq!(processes_mentioning(&out_s), Vec::<u32>::new());
     let _ = std::fs::remove_dir_all(&out_dir);
 }

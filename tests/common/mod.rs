@@ -1,0 +1,5 @@
+//! Helpers shared by the integration tests that start real processes and
+//! must prove that nothing they started is left running. (A directory with
+//! a `mod.rs` is not compiled as a test of its own.)
+
+pub mod procs;
