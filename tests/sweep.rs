@@ -8,10 +8,19 @@ use std::process::Command;
 
 use common::procs::{Proc, assert_all_gone, children_of, processes_mentioning};
 
+/// A fresh directory under the system's temp dir, removed on drop (also
+/// when a test fails); each sweep writes into `out` below it.
+fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("mpcomm-sweep-{tag}-"))
+        .tempdir()
+        .expect("cannot create a temp dir")
+}
+
 #[test]
 fn a_simulated_sweep_shows_disorder_for_none_and_none_for_total() {
-    let out_dir = std::env::temp_dir().join(format!("mpcomm-sweep-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out_dir);
+    let tmp = temp_dir("grid");
+    let out_dir = tmp.path().join("out");
     let out = Command::new(env!("CARGO_BIN_EXE_mpcomm"))
         .args([
             "sweep",
@@ -78,7 +87,6 @@ fn a_simulated_sweep_shows_disorder_for_none_and_none_for_total() {
     assert_eq!(json.as_array().map(Vec::len), Some(18));
     let svg = std::fs::read_to_string(out_dir.join("sweep.svg")).expect("sweep.svg");
     assert!(svg.starts_with("<svg") && svg.contains("class=\"panel\""));
-    let _ = std::fs::remove_dir_all(&out_dir);
 }
 
 #[test]
@@ -148,11 +156,8 @@ fn run_watched(args: &[&str], limit: std::time::Duration) -> (i32, String, Strin
 
 #[test]
 fn a_process_sweep_runs_every_point_on_real_processes_and_leaves_none_behind() {
-    let out_dir = std::env::temp_dir().join(format!(
-        "mpcomm-sweep-processes-test-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&out_dir);
+    let tmp = temp_dir("processes");
+    let out_dir = tmp.path().join("out");
     let out_s = out_dir.to_string_lossy().into_owned();
     let (code, stdout, stderr, seen) = run_watched(
         &[
@@ -236,14 +241,12 @@ fn a_process_sweep_runs_every_point_on_real_processes_and_leaves_none_behind() {
     assert!(!seen.is_empty(), "the sweep started no processes?");
     assert_all_gone(&seen);
     assert_eq!(processes_mentioning(&out_s), Vec::<u32>::new());
-    let _ = std::fs::remove_dir_all(&out_dir);
 }
 
 #[test]
 fn bad_process_sweep_arguments_are_refused_before_anything_starts() {
-    let out_dir =
-        std::env::temp_dir().join(format!("mpcomm-sweep-bad-args-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out_dir);
+    let tmp = temp_dir("bad-args");
+    let out_dir = tmp.path().join("out");
     let out_s = out_dir.to_string_lossy().into_owned();
     for (args, says) in [
         (&["--peers", "0"][..], "--peers"),
@@ -270,11 +273,8 @@ fn bad_process_sweep_arguments_are_refused_before_anything_starts() {
 fn an_interrupted_process_sweep_keeps_the_finished_rows_and_stops_everything() {
     use std::process::Stdio;
     use std::time::{Duration, Instant};
-    let out_dir = std::env::temp_dir().join(format!(
-        "mpcomm-sweep-interrupt-test-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&out_dir);
+    let tmp = temp_dir("interrupt");
+    let out_dir = tmp.path().join("out");
     let out_s = out_dir.to_string_lossy().into_owned();
     // A short run, then one of about 6 s: the interruption comes during it.
     let mut child = Command::new(env!("CARGO_BIN_EXE_mpcomm"))
@@ -337,5 +337,4 @@ fn an_interrupted_process_sweep_keeps_the_finished_rows_and_stops_everything() {
     assert_eq!(rows[0]["messages"], 10);
     assert_eq!(rows[0]["passed"], true);
     assert_eq!(processes_mentioning(&out_s), Vec::<u32>::new());
-    let _ = std::fs::remove_dir_all(&out_dir);
 }
