@@ -107,18 +107,10 @@ impl DemoOptions {
     /// Checks the options before anything is started, with messages that
     /// say how to fix them.
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.validate_cluster()?;
-        if self.messages == 0 {
-            bail!("--messages must be at least 1 (try --messages 100)");
-        }
         if self.orders.is_empty() {
             bail!("--orders needs at least one order (e.g. none,total)");
         }
-        if let Some(w) = &self.wan {
-            w.parse::<NetProfile>()
-                .map_err(|e| anyhow::anyhow!("--wan {w:?}: {e} (or use --wan off)"))?;
-        }
-        Ok(())
+        validate_runs(self, &self.planned_runs())
     }
 
     /// Checks what [`run_each`] uses of the options: the processes to start
@@ -355,7 +347,7 @@ fn validate_runs(opts: &DemoOptions, runs: &[RunParams]) -> anyhow::Result<()> {
         }
         if let Some(w) = &p.wan {
             w.parse::<NetProfile>()
-                .map_err(|e| anyhow::anyhow!("--wan {w:?}: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("--wan {w:?}: {e} (or use --wan off)"))?;
         }
     }
     Ok(())
