@@ -1,16 +1,13 @@
-//! # mpcomm
+//! # mpcomm-cli
 //!
-//! Ordered multicast among a group of peers, without a broker. This crate is
-//! the runtime around the sans-IO protocol core ([`mpcomm_core`]) and the
-//! processes of the MPComm system.
+//! The processes and tools of the `mpcomm` command, built on the `mpcomm`
+//! library (protocol core, runtime, `Group` API): the group manager, the
+//! comparison server and the peer process ([`roles`]), run reports
+//! ([`report`]), experiment sweeps ([`sweep`]) and the benchmark
+//! ([`mod@bench`]). The executable itself is `src/main.rs`.
 
 pub mod bench;
-pub mod control;
 pub mod report;
 pub mod roles;
-pub mod runtime;
 pub mod summary;
 pub mod sweep;
-
-pub use mpcomm_check as check;
-pub use mpcomm_core as core;

@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => cli::bench::run(args),
         Command::Check(args) => cli::check::run(args),
         Command::Demo(args) => cli::demo::run(args),
-        Command::BenchPeer => mpcomm::bench::peer::main().map(|()| ExitCode::SUCCESS),
+        Command::BenchPeer => mpcomm_cli::bench::peer::main().map(|()| ExitCode::SUCCESS),
         Command::GroupManager(args) => cli::group_manager::run(args),
         Command::Peer(args) => cli::peer::run(args),
         Command::Server(args) => cli::server::run(args),

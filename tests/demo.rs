@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::Duration;
 use tempfile::TempDir;
 
-use mpcomm::roles::demo::{self, DemoOptions};
+use mpcomm_cli::roles::demo::{self, DemoOptions};
 use mpcomm_core::OrderKind;
 use serde_json::Value;
 

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use mpcomm::control::{Framed, GmRequest, Reply, request};
-use mpcomm::roles::group_manager::{GroupManager, GroupManagerOptions};
+use mpcomm_cli::roles::group_manager::{GroupManager, GroupManagerOptions};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;

@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::time::Duration;
 use tempfile::TempDir;
 
-use mpcomm::roles::demo::{self, DemoOptions};
+use mpcomm_cli::roles::demo::{self, DemoOptions};
 use mpcomm_core::OrderKind;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mpcomm");

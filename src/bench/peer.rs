@@ -23,7 +23,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UdpSocket;
 
 use super::{PeerResult, Plan};
-use crate::runtime::{Group, GroupEvent, GroupOptions, WanConfig, bind_udp};
+use mpcomm::runtime::{Group, GroupEvent, GroupOptions, WanConfig, bind_udp};
 
 /// The first line a benchmark peer prints.
 #[derive(Debug, Serialize, Deserialize)]

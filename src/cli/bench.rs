@@ -1,12 +1,12 @@
 //! `mpcomm bench`: throughput and latency of the real runtime on loopback,
-//! against a raw-UDP baseline (see [`mpcomm::bench`]).
+//! against a raw-UDP baseline (see [`mpcomm_cli::bench`]).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use mpcomm::bench::{self, BenchOptions, Figures};
+use mpcomm_cli::bench::{self, BenchOptions, Figures};
 use mpcomm_core::OrderKind;
 
 /// Arguments of `mpcomm bench`.

@@ -203,7 +203,7 @@ fn report(
             spec.order,
             findings.messages_per_peer
         );
-        print!("{}", mpcomm::summary::findings_table(&findings));
+        print!("{}", mpcomm_cli::summary::findings_table(&findings));
         explain(&findings, violations.len());
     }
     Ok(if findings.passed {

@@ -1,5 +1,5 @@
 //! `mpcomm demo`: the whole system on this machine — `none`, then `total`,
-//! side by side (see [`mpcomm::roles::demo`]).
+//! side by side (see [`mpcomm_cli::roles::demo`]).
 //!
 //! This module parses the arguments, shows progress on stderr (an
 //! `indicatif` bar, which hides itself when stderr is not a terminal), and
@@ -17,8 +17,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use mpcomm::roles::demo::{self, DEFAULT_WAN, DemoEvent, DemoOptions, DemoOutcome};
-use mpcomm::roles::server::{RunOutcome, ServerEvent};
+use mpcomm_cli::roles::demo::{self, DEFAULT_WAN, DemoEvent, DemoOptions, DemoOutcome};
+use mpcomm_cli::roles::server::{RunOutcome, ServerEvent};
 use mpcomm_core::OrderKind;
 
 /// Arguments of `mpcomm demo`.

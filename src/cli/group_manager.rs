@@ -1,5 +1,5 @@
 //! `mpcomm group-manager`: the registry of peers (see
-//! [`mpcomm::roles::group_manager`]).
+//! [`mpcomm_cli::roles::group_manager`]).
 //!
 //! Prints exactly one line to stdout, `listening on <address>`, once the
 //! socket is bound — scripts (and `mpcomm demo`) read it to learn the port
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use mpcomm::roles::group_manager::{GroupManager, GroupManagerOptions};
+use mpcomm_cli::roles::group_manager::{GroupManager, GroupManagerOptions};
 use mpcomm_sim::net::parse_duration;
 use tracing::{info, warn};
 

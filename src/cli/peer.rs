@@ -1,4 +1,4 @@
-//! `mpcomm peer`: one member of the group (see [`mpcomm::roles::peer`]).
+//! `mpcomm peer`: one member of the group (see [`mpcomm_cli::roles::peer`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use mpcomm::roles::peer::{self, PeerOptions};
+use mpcomm_cli::roles::peer::{self, PeerOptions};
 
 /// Arguments of `mpcomm peer`.
 #[derive(Debug, Args)]

@@ -1,4 +1,4 @@
-//! `mpcomm server`: the comparison server (see [`mpcomm::roles::server`]).
+//! `mpcomm server`: the comparison server (see [`mpcomm_cli::roles::server`]).
 //!
 //! Interactive like the original when `--messages` is absent: it asks for
 //! the number of messages per peer, runs, prints the result, and asks again;
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use mpcomm::roles::server::{RunOutcome, RunParams, Server, ServerEvent, ServerOptions};
+use mpcomm_cli::roles::server::{RunOutcome, RunParams, Server, ServerEvent, ServerOptions};
 use mpcomm_core::OrderKind;
 use mpcomm_sim::net::parse_duration;
 use tokio::io::AsyncBufReadExt;
@@ -236,7 +236,7 @@ fn show(outcome: &RunOutcome, json: bool) -> anyhow::Result<()> {
         println!("  FAILED: {e}");
     }
     if let Some(f) = &outcome.findings {
-        print!("{}", mpcomm::summary::findings_table(f));
+        print!("{}", mpcomm_cli::summary::findings_table(f));
     }
     println!("  stored in {}", outcome.run_dir.display());
     if let Some(report) = &outcome.report {

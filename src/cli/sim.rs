@@ -141,7 +141,7 @@ fn print_human(cfg: &SimConfig, out: &SimOutcome) {
     for (peer, why) in &out.failures {
         println!("  peer {peer} failed:  {why}");
     }
-    print!("{}", mpcomm::summary::findings_table(&out.findings));
+    print!("{}", mpcomm_cli::summary::findings_table(&out.findings));
     if !out.ok() {
         println!("\nReplay this run with:\n  {}", cfg.replay_command());
     }

@@ -1,6 +1,6 @@
-//! `mpcomm sweep`: repeated experiments over a grid (see [`mpcomm::sweep`]),
+//! `mpcomm sweep`: repeated experiments over a grid (see [`mpcomm_cli::sweep`]),
 //! simulated by default, over real local processes with `--processes`
-//! (see [`mpcomm::sweep::processes`]).
+//! (see [`mpcomm_cli::sweep::processes`]).
 //!
 //! Exit status: 0 if every run kept its order's promises, 1 if one did not
 //! (or could not be made), 2 on bad arguments or a setup error, 130 when
@@ -13,10 +13,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use mpcomm::roles::demo::DemoEvent;
-use mpcomm::roles::server::ServerEvent;
-use mpcomm::sweep::processes::{self, ProcessOptions, Progress};
-use mpcomm::sweep::{self, Row, SweepSpec};
+use mpcomm_cli::roles::demo::DemoEvent;
+use mpcomm_cli::roles::server::ServerEvent;
+use mpcomm_cli::sweep::processes::{self, ProcessOptions, Progress};
+use mpcomm_cli::sweep::{self, Row, SweepSpec};
 use mpcomm_core::OrderKind;
 use mpcomm_sim::NetProfile;
 use mpcomm_sim::net::parse_duration;
@@ -246,5 +246,5 @@ fn print_summary(rows: &[Row]) {
 }
 
 fn default_dir() -> PathBuf {
-    PathBuf::from(format!("sweep-{}", mpcomm::roles::stamp::now_stamp()))
+    PathBuf::from(format!("sweep-{}", mpcomm_cli::roles::stamp::now_stamp()))
 }

@@ -19,7 +19,7 @@
 //! delivery logs to the server exactly as they would across a continent.
 //! Only the distance is emulated: each peer delays its own outgoing
 //! datagrams according to the sender's and receiver's regions (see
-//! [`crate::runtime`]), because one machine has no continent inside it.
+//! [`mpcomm::runtime`]), because one machine has no continent inside it.
 //!
 //! # Cleaning up
 //!

@@ -6,7 +6,7 @@
 //! members of a run. That is all the group manager does: it does not take
 //! part in runs and never talks to peers on its own.
 //!
-//! It speaks the JSON Lines control protocol of [`crate::control`]
+//! It speaks the JSON Lines control protocol of [`mpcomm::control`]
 //! (requests are [`GmRequest`]); see `docs/control-protocol.md`.
 //!
 //! # Why registrations expire
@@ -56,7 +56,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 use tracing::{debug, info, warn};
 
-use crate::control::{
+use mpcomm::control::{
     ControlError, Framed, GmRequest, PeerInfo, Register, Reply, decode_op, truncate_for_display,
 };
 

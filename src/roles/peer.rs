@@ -51,10 +51,10 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 use super::address::advertised_addr;
-use crate::control::{
+use mpcomm::control::{
     self, ControlError, Framed, GmRequest, PeerCommand, Register, Reply, ReportHeader, StartRun,
 };
-use crate::runtime::{Group, GroupEvent, GroupOptions, WanConfig, bind_udp};
+use mpcomm::runtime::{Group, GroupEvent, GroupOptions, WanConfig, bind_udp};
 
 /// How long a control-plane request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

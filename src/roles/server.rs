@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 use super::address::advertised_addr;
 use super::stamp::{create_unique_dir, now_stamp};
 
-use crate::control::{
+use mpcomm::control::{
     self, ControlError, Framed, GmRequest, MemberSpec, PeerCommand, PeerInfo, Reply, ReportHeader,
     ReportMsg, StartRun,
 };

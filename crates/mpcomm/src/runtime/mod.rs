@@ -54,6 +54,7 @@
 //! # let _ = stats; Ok(()) }
 //! ```
 
+#[cfg(feature = "wan")]
 pub mod wan;
 
 use std::collections::VecDeque;
@@ -73,7 +74,36 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+#[cfg(feature = "wan")]
 pub use wan::{WanConfig, WanEmulator};
+
+/// Without the `wan` feature there is no emulator: this type has no values,
+/// so the driver's `Option<WanEmulator>` is always `None` and the code that
+/// would route through it compiles away.
+#[cfg(not(feature = "wan"))]
+#[derive(Debug)]
+enum WanEmulator {}
+
+#[cfg(not(feature = "wan"))]
+impl WanEmulator {
+    fn next_due(&self) -> Option<Instant> {
+        match *self {}
+    }
+
+    fn release(&mut self, _now: Instant, _out: &mut Vec<(MemberId, Bytes)>) {
+        match *self {}
+    }
+
+    fn route(
+        &mut self,
+        _to: MemberId,
+        _bytes: &[u8],
+        _now: Instant,
+        _out: &mut Vec<(MemberId, Bytes)>,
+    ) {
+        match *self {}
+    }
+}
 
 /// How to join a group.
 #[derive(Clone, Debug)]
@@ -82,7 +112,8 @@ pub struct GroupOptions {
     pub config: Config,
     /// Every member's UDP address, indexed by member id (ours included).
     pub addrs: Vec<SocketAddr>,
-    /// Emulate a wide-area network on outgoing datagrams.
+    /// Emulate a wide-area network on outgoing datagrams (feature `wan`).
+    #[cfg(feature = "wan")]
     pub wan: Option<WanConfig>,
     /// After completing, keep answering the others for at most this long
     /// (they may still need our acknowledgements or a retransmission).
@@ -102,6 +133,7 @@ impl GroupOptions {
         GroupOptions {
             config: Config::new(run_id, me, addrs.len(), order),
             addrs,
+            #[cfg(feature = "wan")]
             wan: None,
             linger: Duration::from_secs(5),
             channel_capacity: 1024,
@@ -245,10 +277,13 @@ impl Group {
         let (ev_tx, ev_rx) = mpsc::channel(capacity);
         let (ready_tx, ready_rx) = oneshot::channel();
         let (stats_tx, stats_rx) = watch::channel(Stats::default());
+        #[cfg(feature = "wan")]
         let wan = opts
             .wan
             .as_ref()
             .map(|w| WanEmulator::new(w, opts.config.me));
+        #[cfg(not(feature = "wan"))]
+        let wan: Option<WanEmulator> = None;
         let driver = Driver {
             peer,
             socket,
