@@ -624,7 +624,17 @@ fn hostile_datagrams(
         digest: 0xdead_beef,
     })];
     let encode = |run_id, from, to| {
-        wire::encode(Header { run_id, from, to }, &hello).expect("a HELLO fits a datagram")
+        wire::encode(
+            Header {
+                run_id,
+                from,
+                to,
+                incarnation: 0,
+                view: 1,
+            },
+            &hello,
+        )
+        .expect("a HELLO fits a datagram")
     };
     let valid = encode(run, (to + 1) % n, to);
     let mut out = Vec::new();

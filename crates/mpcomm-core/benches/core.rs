@@ -101,6 +101,8 @@ fn codec(c: &mut Criterion) {
         run_id: 9,
         from: 1,
         to: 2,
+        incarnation: 1,
+        view: 1,
     };
     let ack = Ack {
         cum: 5,
@@ -189,6 +191,8 @@ fn link(c: &mut Criterion) {
                             run_id: 1,
                             from: 0,
                             to,
+                            incarnation: 1,
+                            view: 1,
                         },
                     )
                     .unwrap();

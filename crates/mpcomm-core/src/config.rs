@@ -24,6 +24,14 @@ pub struct Config {
     pub run_id: u64,
     /// This peer's id, `0..members`.
     pub me: MemberId,
+    /// This process's incarnation: a random number drawn when the process
+    /// (or the member) starts, carried in every datagram's header. A member
+    /// that crashes and comes back under the same id draws a new one, so
+    /// that the datagrams of its old life, still in the network, are told
+    /// apart from its new ones. The core draws no randomness: the caller
+    /// supplies it (the runtime from the operating system, the simulator
+    /// from its seed). It is a local choice, not part of the digest.
+    pub incarnation: u64,
     /// Group size N; members are `0..N`.
     pub members: usize,
     /// Delivery order.
@@ -61,6 +69,7 @@ impl Config {
         Config {
             run_id,
             me,
+            incarnation: 0,
             members,
             order,
             window: 4096,

@@ -553,6 +553,8 @@ mod tests {
                 run_id: 1,
                 from: 0,
                 to,
+                incarnation: 1,
+                view: 1,
             },
         )
         .unwrap();

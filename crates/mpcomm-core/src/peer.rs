@@ -187,6 +187,8 @@ pub struct Stats {
     pub dropped_out_of_window: u64,
     /// Handshakes with a different run configuration.
     pub dropped_config_mismatch: u64,
+    /// Datagrams from another incarnation of a member than the one we know.
+    pub dropped_stale_incarnation: u64,
     /// Frames that broke the protocol (acking unsent records, data after
     /// end-of-stream, …).
     pub protocol_violations: u64,
@@ -203,6 +205,7 @@ impl Stats {
             + self.dropped_unknown_sender
             + self.dropped_out_of_window
             + self.dropped_config_mismatch
+            + self.dropped_stale_incarnation
             + self.protocol_violations
     }
 }
@@ -218,6 +221,8 @@ enum Phase {
 /// What we know about, and owe to, one other member.
 #[derive(Debug)]
 struct Member {
+    /// Its incarnation, from the first datagram we accepted from it.
+    incarnation: Option<u64>,
     /// We have heard from it (any valid frame).
     alive: bool,
     /// It has heard from us (it acked our HELLO or sent us stream frames).
@@ -285,6 +290,7 @@ impl Peer {
         let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
         let members = (0..cfg.members)
             .map(|_| Member {
+                incarnation: None,
                 alive: false,
                 hello_acked: false,
                 hello_next: now,
@@ -490,7 +496,13 @@ impl Peer {
                 return;
             }
         };
-        let Header { run_id, from, to } = dgram.header();
+        let Header {
+            run_id,
+            from,
+            to,
+            incarnation,
+            ..
+        } = dgram.header();
         if run_id != self.cfg.run_id {
             self.stats.dropped_wrong_run += 1;
             return;
@@ -502,6 +514,17 @@ impl Peer {
         if usize::from(from) >= self.cfg.members || from == self.cfg.me {
             self.stats.dropped_unknown_sender += 1;
             return;
+        }
+        // The first datagram we accept from a member fixes its incarnation;
+        // datagrams of another incarnation are from an earlier (or a
+        // confused) process under the same id.
+        match self.members[usize::from(from)].incarnation {
+            Some(known) if known != incarnation => {
+                self.stats.dropped_stale_incarnation += 1;
+                return;
+            }
+            Some(_) => {}
+            None => self.members[usize::from(from)].incarnation = Some(incarnation),
         }
         for frame in dgram.frames() {
             match frame {
@@ -856,6 +879,8 @@ impl Peer {
             run_id: self.cfg.run_id,
             from: self.cfg.me,
             to: k as MemberId,
+            incarnation: self.cfg.incarnation,
+            view: 1,
         };
         let mut w = DatagramWriter::new(buf, header)?;
         let hello = Hello {

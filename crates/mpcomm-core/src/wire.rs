@@ -7,6 +7,7 @@
 //! ```text
 //! datagram = header frame+                      (at most MAX_DATAGRAM bytes)
 //! header   = magic "MP" | version u8 | flags u8 | run_id u64 | from u16 | to u16
+//!            | incarnation u64 | view u32
 //! frame    = kind u8 | length u16 | body[length]
 //! ```
 //!
@@ -33,10 +34,18 @@ pub type MemberId = u16;
 
 /// The first two bytes of every mpcomm datagram.
 pub const MAGIC: [u8; 2] = *b"MP";
-/// The version of the format this module reads and writes.
-pub const VERSION: u8 = 1;
+/// The version of the format this module reads and writes. Version 2 added
+/// the sender's incarnation and view to the header.
+pub const VERSION: u8 = 2;
 /// Length of the fixed datagram header.
-pub const HEADER_LEN: usize = 16;
+pub const HEADER_LEN: usize = 28;
+/// Header flag: the frames after the header are sealed (authenticated and
+/// encrypted with the group key; see the `seal` layer). A datagram without
+/// it carries its frames in the clear.
+pub const FLAG_SEALED: u8 = 0x01;
+/// The header flags this version defines; a datagram with any other bit set
+/// is rejected.
+pub const FLAGS_KNOWN: u8 = FLAG_SEALED;
 /// Largest datagram mpcomm sends or accepts. Below the usual 1500-byte
 /// Ethernet MTU with room for IP/UDP headers and tunnels, so datagrams are
 /// never fragmented by IP.
@@ -53,11 +62,20 @@ pub const HELLO_LEN: usize = 10;
 pub const SACK_MAX_WORDS: usize = 4;
 /// Largest order-specific extension a record can carry.
 pub const MAX_EXT: usize = u8::MAX as usize;
-/// Largest application payload a single message may carry. A datagram must
-/// always have room for the header, a full ACK frame and one record with the
-/// largest extension: 16 + 61 + 28 + 255 + 1024 = 1384 <= 1400. Larger
-/// messages are refused rather than fragmented.
-pub const MAX_PAYLOAD: usize = 1024;
+/// Room every datagram keeps free for the seal layer (its nonce counter,
+/// key epoch and authentication tag), so that a datagram built for the clear
+/// still fits once sealed.
+pub const SEAL_RESERVE: usize = 32;
+/// Largest application payload one record may carry: a datagram must always
+/// have room for the header, the seal, a full ACK frame and one record with
+/// the largest extension, so a record never waits for a datagram that can
+/// hold it.
+pub const MAX_PAYLOAD: usize = MAX_DATAGRAM
+    - HEADER_LEN
+    - SEAL_RESERVE
+    - (FRAME_PREFIX_LEN + ACK_FIXED_LEN + 8 * SACK_MAX_WORDS)
+    - (FRAME_PREFIX_LEN + RECORD_FIXED_LEN)
+    - MAX_EXT;
 
 /// Frame kinds (the first byte of every frame).
 pub mod kind {
@@ -87,6 +105,14 @@ pub struct Header {
     pub from: MemberId,
     /// The member the datagram is meant for.
     pub to: MemberId,
+    /// The sender's incarnation: a number its process draws at random when
+    /// it starts, so that the datagrams of a member that crashed and came
+    /// back (the same id, a new incarnation) are told apart from the old
+    /// process's datagrams that are still in the network.
+    pub incarnation: u64,
+    /// The view the sender is in (see the membership layer); 0 before it
+    /// belongs to any.
+    pub view: u32,
 }
 
 /// A HELLO or HELLO_ACK body.
@@ -262,8 +288,9 @@ pub enum DecodeError {
     /// A version this implementation does not speak.
     #[error("unsupported protocol version {0} (this build speaks {VERSION})")]
     UnsupportedVersion(u8),
-    /// Header flags must be zero in this version.
-    #[error("reserved header flags {0:#04x} are set")]
+    /// Unknown header flags, or a sealed datagram handed to the parser
+    /// unopened.
+    #[error("header flags {0:#04x} are not valid here (unknown bits, or sealed and not opened)")]
     ReservedFlags(u8),
     /// A header with no frames after it.
     #[error("datagram carries no frames")]
@@ -329,13 +356,17 @@ impl Datagram {
             return Err(DecodeError::UnsupportedVersion(version));
         }
         let flags = h.get_u8();
-        if flags != 0 {
+        if flags & !FLAGS_KNOWN != 0 || flags & FLAG_SEALED != 0 {
+            // A sealed datagram must be opened (authenticated and decrypted)
+            // before it is parsed; reaching here sealed means it was not.
             return Err(DecodeError::ReservedFlags(flags));
         }
         let header = Header {
             run_id: h.get_u64(),
             from: h.get_u16(),
             to: h.get_u16(),
+            incarnation: h.get_u64(),
+            view: h.get_u32(),
         };
         let body = bytes.slice(HEADER_LEN..);
         if body.is_empty() {
@@ -526,12 +557,24 @@ const ACK_FLAGS_KNOWN: u8 = ACK_DONE | ACK_WANT_REPLY;
 pub struct DatagramWriter<'a> {
     buf: &'a mut [u8],
     len: usize,
+    limit: usize,
 }
 
 impl<'a> DatagramWriter<'a> {
     /// Starts a datagram with `header`, or returns `None` if `buf` cannot hold
     /// even a header.
     pub fn new(buf: &'a mut [u8], header: Header) -> Option<DatagramWriter<'a>> {
+        DatagramWriter::with_limit(buf, header, MAX_DATAGRAM)
+    }
+
+    /// Like [`DatagramWriter::new`], but the datagram stays within `limit`
+    /// bytes (and never beyond [`MAX_DATAGRAM`]): a datagram that will be
+    /// sealed leaves [`SEAL_RESERVE`] bytes free.
+    pub fn with_limit(
+        buf: &'a mut [u8],
+        header: Header,
+        limit: usize,
+    ) -> Option<DatagramWriter<'a>> {
         if buf.len() < HEADER_LEN {
             return None;
         }
@@ -541,9 +584,12 @@ impl<'a> DatagramWriter<'a> {
         buf[4..12].copy_from_slice(&header.run_id.to_be_bytes());
         buf[12..14].copy_from_slice(&header.from.to_be_bytes());
         buf[14..16].copy_from_slice(&header.to.to_be_bytes());
+        buf[16..24].copy_from_slice(&header.incarnation.to_be_bytes());
+        buf[24..28].copy_from_slice(&header.view.to_be_bytes());
         Some(DatagramWriter {
             buf,
             len: HEADER_LEN,
+            limit: limit.min(MAX_DATAGRAM),
         })
     }
 
@@ -559,7 +605,7 @@ impl<'a> DatagramWriter<'a> {
 
     /// Room left for frames.
     pub fn remaining(&self) -> usize {
-        self.buf.len().min(MAX_DATAGRAM).saturating_sub(self.len)
+        self.buf.len().min(self.limit).saturating_sub(self.len)
     }
 
     fn frame(&mut self, kind: u8, body_len: usize) -> Option<&mut [u8]> {
@@ -677,6 +723,8 @@ mod tests {
             run_id: 0x0102_0304_0506_0708,
             from: 3,
             to: 1,
+            incarnation: 0x1112_1314_1516_1718,
+            view: 0x2122_2324,
         }
     }
 
@@ -690,10 +738,15 @@ mod tests {
             })],
         )
         .unwrap();
-        assert_eq!(&bytes[..4], b"MP\x01\x00");
+        assert_eq!(&bytes[..4], b"MP\x02\x00");
         assert_eq!(&bytes[4..12], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(&bytes[12..16], &[0, 3, 0, 1]);
-        assert_eq!(&bytes[16..19], &[kind::HELLO, 0, 10]);
+        assert_eq!(
+            &bytes[16..24],
+            &[0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18]
+        );
+        assert_eq!(&bytes[24..28], &[0x21, 0x22, 0x23, 0x24]);
+        assert_eq!(&bytes[28..31], &[kind::HELLO, 0, 10]);
         assert_eq!(bytes.len(), HEADER_LEN + FRAME_PREFIX_LEN + HELLO_LEN);
     }
 
@@ -704,6 +757,8 @@ mod tests {
             run_id: 0x2a,
             from: 2,
             to: 0,
+            incarnation: 7,
+            view: 1,
         };
         let ack = Ack {
             cum: 5,
@@ -723,14 +778,15 @@ mod tests {
         };
         let bytes = encode(h, &[Frame::Ack(ack), Frame::Record(rec)]).unwrap();
         let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let expected = "4d 50 01 00 00 00 00 00 00 00 00 2a 00 02 00 00 \
+        let expected = "4d 50 02 00 00 00 00 00 00 00 00 2a 00 02 00 00 \
+                        00 00 00 00 00 00 00 07 00 00 00 01 \
                         03 00 1a 00 00 00 00 00 00 00 05 00 00 00 00 00 00 00 09 00 00 00 00 00 00 00 03 00 00 \
                         04 00 1b 00 00 00 00 00 00 00 02 00 00 00 00 00 00 00 02 00 00 00 00 00 00 00 09 00 68 69";
         assert_eq!(
             hex.join(" "),
             expected.split_whitespace().collect::<Vec<_>>().join(" ")
         );
-        assert_eq!(bytes.len(), 75);
+        assert_eq!(bytes.len(), 87);
     }
 
     #[test]
@@ -757,7 +813,7 @@ mod tests {
         bad[2] = 9;
         assert_eq!(parse(&bad), Err(DecodeError::UnsupportedVersion(9)));
         let mut bad = ok.clone();
-        bad[16] = 0x7f;
+        bad[HEADER_LEN] = 0x7f;
         assert_eq!(
             parse(&bad),
             Err(DecodeError::UnknownKind {
@@ -793,7 +849,11 @@ mod tests {
             ext: Bytes::from(vec![0; MAX_EXT]),
             payload: Bytes::from(vec![0; MAX_PAYLOAD]),
         };
-        assert!(encode(header(), &[Frame::Ack(ack), Frame::Record(rec)]).is_some());
+        let bytes = encode(header(), &[Frame::Ack(ack), Frame::Record(rec)]).unwrap();
+        assert!(
+            bytes.len() + SEAL_RESERVE <= MAX_DATAGRAM,
+            "room left for the seal"
+        );
     }
 
     #[test]
@@ -883,8 +943,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trip(frames in proptest::collection::vec(arb_frame(), 1..4), run_id: u64, to: u16) {
-            let h = Header { run_id, from: 3, to };
+        fn round_trip(frames in proptest::collection::vec(arb_frame(), 1..4), run_id: u64, to: u16, incarnation: u64, view: u32) {
+            let h = Header { run_id, from: 3, to, incarnation, view };
             if let Some(bytes) = encode(h, &frames) {
                 let d = Datagram::parse(Bytes::from(bytes)).expect("our own encoding parses");
                 prop_assert_eq!(d.header(), h);

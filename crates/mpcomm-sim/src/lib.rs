@@ -188,6 +188,14 @@ struct SimPeer {
     completed_at: Option<Time>,
 }
 
+/// SplitMix64's output function: a well-mixed 64-bit value from a seed.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// FNV-1a: a tiny, stable hash for the event trace (stable across builds and
 /// platforms, unlike the standard library's default hasher).
 struct TraceHash(u64);
@@ -332,6 +340,9 @@ impl<'a> Sim<'a> {
                         self.cfg.order,
                     );
                     c.ack_delay = self.cfg.ack_delay;
+                    // Drawn from the seed without touching the workload's
+                    // random stream: the same seed gives the same run.
+                    c.incarnation = splitmix64(self.cfg.seed ^ (u64::from(p) << 48)) | 1;
                     c.window = self.cfg.window;
                     // Generous, so that the slowest simulated WAN never trips them.
                     c.handshake_timeout = Duration::from_secs(60);

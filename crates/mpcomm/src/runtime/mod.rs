@@ -270,8 +270,14 @@ impl Group {
             )));
         }
         let start = Instant::now();
-        let peer = Peer::new(opts.config.clone(), Time::ZERO)
-            .map_err(|e| GroupError::Config(e.to_string()))?;
+        let mut config = opts.config.clone();
+        if config.incarnation == 0 {
+            // A fresh process: draw an incarnation nobody used before.
+            config.incarnation = random_u64().map_err(|e| {
+                GroupError::Config(format!("no random numbers from the system: {e}"))
+            })?;
+        }
+        let peer = Peer::new(config, Time::ZERO).map_err(|e| GroupError::Config(e.to_string()))?;
         let capacity = opts.channel_capacity.max(1);
         let (cmd_tx, cmd_rx) = mpsc::channel(capacity);
         let (ev_tx, ev_rx) = mpsc::channel(capacity);
@@ -635,6 +641,17 @@ impl Driver {
                 Err(mpsc::error::TrySendError::Full(ev)) => self.backlog.push_back(ev),
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
+        }
+    }
+}
+
+/// A random number from the operating system (never zero: zero means "draw
+/// one" in [`Config::incarnation`]).
+pub fn random_u64() -> Result<u64, getrandom::Error> {
+    loop {
+        let v = getrandom::u64()?;
+        if v != 0 {
+            return Ok(v);
         }
     }
 }
