@@ -24,7 +24,6 @@ async fn run_group(
     let mut tasks = Vec::new();
     for (i, socket) in sockets.into_iter().enumerate() {
         let mut opts = GroupOptions::new(77, i as MemberId, addrs.clone(), order);
-        opts.linger = Duration::from_secs(2);
         if let Some(profile) = &wan {
             opts.wan = Some(WanConfig {
                 profile: profile.clone(),

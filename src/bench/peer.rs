@@ -177,7 +177,6 @@ async fn protocol(
 ) -> anyhow::Result<PeerResult> {
     let order = plan.order.context("no order")?;
     let mut opts = GroupOptions::new(plan.run, plan.me, plan.members.clone(), order);
-    opts.linger = Duration::from_secs(3);
     if let Some(w) = plan.window {
         opts.config.window = w;
     }

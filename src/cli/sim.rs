@@ -51,6 +51,10 @@ pub struct SimArgs {
     /// Longest interval between two messages of a peer.
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
     max_interval: Duration,
+    /// Flow-control window: records a sender may have unacknowledged, or
+    /// undelivered at its slowest receiver.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1048576))]
+    window: u32,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -72,6 +76,7 @@ impl SimArgs {
             regions: usize::from(self.regions),
             min_interval: self.min_interval,
             max_interval: self.max_interval,
+            window: self.window as usize,
             ..SimConfig::default()
         };
         cfg.net.loss = self.loss;

@@ -13,7 +13,7 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use mpcomm_core::link::{RecvStream, RttEstimator, SendStream};
+use mpcomm_core::link::{AckInfo, RecvStream, RttEstimator, SendStream};
 use mpcomm_core::order::Ordering;
 use mpcomm_core::order::total::TotalOrder;
 use mpcomm_core::wire::{
@@ -109,8 +109,12 @@ fn codec(c: &mut Criterion) {
         sack: Sack::empty(),
         clock: 9,
         sent: 20,
+        flow: 5,
+        stable: 3,
         done: false,
+        done_seen: false,
         want_reply: false,
+        nak: false,
     };
     let records: Vec<Record> = (0..14).map(record).collect();
     g.throughput(Throughput::Elements(records.len() as u64));
@@ -200,7 +204,17 @@ fn link(c: &mut Criterion) {
                         break;
                     }
                 }
-                s.on_ack(to, N, Sack::empty(), now).unwrap();
+                s.on_ack(
+                    to,
+                    AckInfo {
+                        cum: N,
+                        sack: Sack::empty(),
+                        flow: N,
+                        nak: false,
+                    },
+                    now,
+                )
+                .unwrap();
             }
             assert!(s.all_acked());
         })

@@ -16,17 +16,29 @@
 //!   acknowledged it. A record that stays unacknowledged for a *retransmission
 //!   timeout* (RTO) is sent again; the RTO adapts to the measured round-trip
 //!   time (RFC 6298: smoothed RTT plus four deviations) and doubles after each
-//!   timeout that passes without progress. When a selective ack shows later
-//!   records arriving while an earlier one is missing, the gap is resent at
-//!   once ("fast retransmit") instead of waiting for the timer.
+//!   timeout that passes without progress — but never beyond a cap
+//!   (`max_rto`, 2 s by default): the doubling protects a congested network,
+//!   the cap keeps a lossy one from waiting minutes between two attempts.
+//!   When a selective ack shows later records arriving while an earlier one
+//!   is missing, the gap is resent at once ("fast retransmit") instead of
+//!   waiting for the timer.
+//! * **Negative acknowledgements.** A receiver that knows it misses records
+//!   (it holds later ones, or the sender told it how many it sent) says so: an
+//!   ACK with the NAK flag. The sender resends what that ACK does not cover
+//!   at once — at most once per half round trip per receiver, so that a
+//!   burst of reports does not become a burst of resends.
 //! * **Duplicates and reordering.** The receiver releases records strictly in
 //!   sequence order; a record it already holds is dropped (and re-acked, in
 //!   case our earlier ack was the thing that got lost); a record that arrives
 //!   early waits in a small reorder buffer until the gap before it is filled.
 //! * **Flow control.** The sender may have at most `window` records that some
-//!   member has not acknowledged yet. When the window is full, new messages
-//!   are refused ([`SendStream::can_push`] is false) and the application must
-//!   wait — *backpressure* — instead of memory growing without bound. The
+//!   member has not acknowledged yet, and at most `window` records that some
+//!   member has not yet *delivered* (each ACK also says how many of our
+//!   records its sender has delivered to its application). When either is
+//!   full, new messages are refused ([`SendStream::can_push`] is false) and
+//!   the application must wait — *backpressure* — instead of memory growing
+//!   without bound: at the sender (its retransmission buffer) and at every
+//!   receiver (what it holds back, undelivered, from this sender). The
 //!   receiver, in turn, only buffers records within one window of what it has
 //!   released, so a bogus sequence number cannot make it buffer without bound.
 
@@ -44,7 +56,8 @@ const RTX_BURST: usize = 32;
 /// have arrived (cf. TCP's three duplicate acks): a little reordering is
 /// normal and should not cause needless resends.
 const FAST_RTX_THRESHOLD: u64 = 3;
-/// Largest factor by which repeated timeouts stretch the RTO.
+/// Largest factor by which repeated timeouts stretch the RTO (the stretched
+/// RTO is also capped at the estimator's maximum).
 const MAX_BACKOFF: u32 = 64;
 
 /// Round-trip time estimator and retransmission timeout (RFC 6298).
@@ -94,8 +107,30 @@ impl RttEstimator {
     /// The current retransmission timeout.
     pub fn rto(&self) -> Duration {
         match self.srtt {
-            None => self.initial,
+            None => self.initial.min(self.max),
             Some(srtt) => (srtt + 4 * self.rttvar).clamp(self.min, self.max),
+        }
+    }
+
+    /// The RTO stretched by `backoff` after timeouts without progress, but
+    /// never beyond the maximum: the longest any repair waits.
+    pub fn backed_off(&self, backoff: u32) -> Duration {
+        self.rto().saturating_mul(backoff).min(self.max)
+    }
+
+    /// The largest RTO: the cap on every backed-off wait.
+    pub fn max(&self) -> Duration {
+        self.max
+    }
+
+    /// How often a report of the same loss may trigger a resend: half a
+    /// round trip (the RTO before any measurement), at least the minimum
+    /// RTO. A receiver reports again no sooner than a round trip later, so
+    /// this lets every genuine report through and folds duplicates.
+    pub fn repair_spacing(&self) -> Duration {
+        match self.srtt {
+            None => self.rto(),
+            Some(srtt) => (srtt / 2).max(self.min),
         }
     }
 }
@@ -128,6 +163,11 @@ struct SendLink {
     /// When to resend if no ack progress happens first.
     rtx_deadline: Option<Time>,
     backoff: u32,
+    /// How many of our records the receiver has delivered (or consumed);
+    /// flow control keeps us within one window of it.
+    flow: u64,
+    /// When a NAK last made us resend to this receiver.
+    last_nak_repair: Option<Time>,
 }
 
 impl SendLink {
@@ -140,8 +180,35 @@ impl SendLink {
     }
 
     fn current_rto(&self) -> Duration {
-        self.rtt.rto().saturating_mul(self.backoff)
+        self.rtt.backed_off(self.backoff)
     }
+
+    /// Queues for resending the records from `acked` on that the receiver's
+    /// latest selective ack does not cover (at most `limit` of them).
+    fn queue_unsacked(&mut self, next_seq: u64, limit: usize) {
+        self.rtx.clear();
+        let mut seq = self.acked;
+        while seq < self.next_new.min(next_seq) && self.rtx.len() < limit {
+            if !self.is_sacked(seq) {
+                self.rtx.push_back(seq);
+            }
+            seq += 1;
+        }
+        self.fast_mark = self.fast_mark.max(seq);
+    }
+}
+
+/// What an ACK frame tells the sender of a stream about one receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AckInfo {
+    /// The receiver holds every record below this.
+    pub cum: u64,
+    /// Which records past `cum` it also holds.
+    pub sack: Sack,
+    /// How many records of the stream it has delivered or consumed.
+    pub flow: u64,
+    /// It reports missing records and asks for them now (NAK).
+    pub nak: bool,
 }
 
 /// Why an acknowledgement was rejected.
@@ -153,6 +220,13 @@ pub enum AckError {
         cum: u64,
         /// What we had actually sent.
         sent: u64,
+    },
+    /// It claims to have delivered records we never put in the stream.
+    DeliveredUnsent {
+        /// The claimed delivered count.
+        flow: u64,
+        /// Records in the stream.
+        next_seq: u64,
     },
 }
 
@@ -191,6 +265,8 @@ impl SendStream {
                 rtt: rtt.clone(),
                 rtx_deadline: None,
                 backoff: 1,
+                flow: 0,
+                last_nak_repair: None,
             })
             .collect();
         SendStream {
@@ -207,9 +283,43 @@ impl SendStream {
         self.base + self.buf.len() as u64
     }
 
-    /// Whether the window has room for another record.
+    /// Whether the window has room for another record: fewer than `window`
+    /// records await an acknowledgement, and fewer than `window` records
+    /// are undelivered at the slowest receiver.
     pub fn can_push(&self) -> bool {
-        self.buf.len() < self.window
+        self.buf.len() < self.window && self.next_seq() - self.min_flow() < self.window as u64
+    }
+
+    /// The fewest records any member — ourselves included, since our own
+    /// records wait in our own hold-back queue too — has delivered.
+    fn min_flow(&self) -> u64 {
+        self.links
+            .iter()
+            .map(|l| l.flow)
+            .min()
+            .unwrap_or_else(|| self.next_seq())
+    }
+
+    /// Records how many of our own records we have delivered ourselves (or
+    /// consumed): our own deliveries count for flow control like anyone's.
+    pub fn set_own_flow(&mut self, delivered: u64) {
+        let me = usize::from(self.me);
+        if let Some(l) = self.links.get_mut(me) {
+            l.flow = l.flow.max(delivered.min(self.base + self.buf.len() as u64));
+        }
+    }
+
+    /// Every member holds every record below this (they have all
+    /// acknowledged it): the stream's *stable* prefix.
+    pub fn stable(&self) -> u64 {
+        self.base
+    }
+
+    /// Whether `to` has acknowledged every record of the stream.
+    pub fn all_acked_by(&self, to: MemberId) -> bool {
+        self.links
+            .get(usize::from(to))
+            .is_none_or(|l| l.acked >= self.next_seq())
     }
 
     /// Records held because some member has not acknowledged them.
@@ -250,6 +360,29 @@ impl SendStream {
     /// The current retransmission timeout towards `to`.
     pub fn rto(&self, to: MemberId) -> Duration {
         self.links[usize::from(to)].rtt.rto()
+    }
+
+    /// The round-trip estimator towards `to`.
+    pub fn rtt(&self, to: MemberId) -> &RttEstimator {
+        &self.links[usize::from(to)].rtt
+    }
+
+    /// How soon after one report of a loss by `to` another may trigger a
+    /// resend (see [`RttEstimator::repair_spacing`]). A receiver uses the
+    /// same spacing before it reports a loss in `to`'s stream: its round
+    /// trip to `to` is measured with its own records; until then, the
+    /// quickest round trip it has measured to anyone stands in.
+    pub fn repair_spacing(&self, to: MemberId) -> Duration {
+        let own = &self.links[usize::from(to)].rtt;
+        if own.srtt().is_some() {
+            return own.repair_spacing();
+        }
+        self.links
+            .iter()
+            .filter(|l| l.rtt.srtt().is_some())
+            .map(|l| l.rtt.repair_spacing())
+            .min()
+            .unwrap_or_else(|| own.repair_spacing())
     }
 
     /// The smoothed round-trip time towards `to`, once measured.
@@ -298,22 +431,27 @@ impl SendStream {
     }
 
     /// Applies an acknowledgement from `from`.
-    pub fn on_ack(
-        &mut self,
-        from: MemberId,
-        cum: u64,
-        sack: Sack,
-        now: Time,
-    ) -> Result<(), AckError> {
+    pub fn on_ack(&mut self, from: MemberId, ack: AckInfo, now: Time) -> Result<(), AckError> {
+        let next_seq = self.next_seq();
         let Some(link) = self.links.get_mut(usize::from(from)) else {
             return Ok(());
         };
+        let AckInfo {
+            cum,
+            sack,
+            flow,
+            nak,
+        } = ack;
         if cum > link.next_new {
             return Err(AckError::AcksUnsent {
                 cum,
                 sent: link.next_new,
             });
         }
+        if flow > next_seq {
+            return Err(AckError::DeliveredUnsent { flow, next_seq });
+        }
+        link.flow = link.flow.max(flow);
         if cum < link.acked {
             return Ok(()); // an old ack, overtaken by a newer one
         }
@@ -332,8 +470,18 @@ impl SendStream {
             link.rtx_deadline = link.outstanding().then(|| now + link.current_rto());
         }
         link.sack = sack;
-        // Fast retransmit: holes with enough later records acknowledged.
-        if let Some(high) = sack.highest() {
+        if nak
+            && link.outstanding()
+            && link
+                .last_nak_repair
+                .is_none_or(|t| now.saturating_since(t) >= link.rtt.repair_spacing())
+        {
+            // The receiver says what it misses: resend it now rather than
+            // when our timer fires, which after a few losses may be far off.
+            link.queue_unsacked(next_seq, RTX_BURST);
+            link.last_nak_repair = Some(now);
+        } else if let Some(high) = sack.highest() {
+            // Fast retransmit: holes with enough later records acknowledged.
             let highest_seq = cum + 1 + high;
             let limit = highest_seq
                 .saturating_sub(FAST_RTX_THRESHOLD - 1)
@@ -383,14 +531,7 @@ impl SendStream {
                 link.rtx_deadline = None;
                 continue;
             }
-            link.rtx.clear();
-            let mut seq = link.acked;
-            while seq < link.next_new.min(next_seq) && link.rtx.len() < RTX_BURST {
-                if !link.is_sacked(seq) {
-                    link.rtx.push_back(seq);
-                }
-                seq += 1;
-            }
+            link.queue_unsacked(next_seq, RTX_BURST);
             link.fast_mark = link.acked;
             link.backoff = (link.backoff * 2).min(MAX_BACKOFF);
             link.rtx_deadline = Some(now + link.current_rto());
@@ -536,6 +677,16 @@ mod tests {
         }
     }
 
+    /// An ACK that also reports every acknowledged record delivered.
+    fn ack(cum: u64, sack: Sack) -> AckInfo {
+        AckInfo {
+            cum,
+            sack,
+            flow: cum,
+            nak: false,
+        }
+    }
+
     fn rtt() -> RttEstimator {
         RttEstimator::new(
             Duration::from_millis(100),
@@ -589,19 +740,140 @@ mod tests {
         let mut s = SendStream::new(0, 3, 2, &rtt());
         s.push(rec(0));
         s.push(rec(1));
+        s.set_own_flow(2); // we delivered our own two records at once
         assert!(!s.can_push(), "window of two is full");
         let t = Time::from_millis(1);
         assert_eq!(drain(&mut s, 1, t), vec![0, 1]);
         assert_eq!(drain(&mut s, 2, t), vec![0, 1]);
-        s.on_ack(1, 2, Sack::empty(), t).unwrap();
+        s.on_ack(1, ack(2, Sack::empty()), t).unwrap();
         assert!(!s.can_push(), "member 2 has not acked: records are kept");
-        s.on_ack(2, 1, Sack::empty(), t).unwrap();
+        s.on_ack(2, ack(1, Sack::empty()), t).unwrap();
         assert!(s.can_push(), "record 0 is freed once everyone has it");
         assert_eq!(s.in_flight(), 1);
         assert_eq!(
-            s.on_ack(2, 5, Sack::empty(), t),
+            s.on_ack(2, ack(5, Sack::empty()), t),
             Err(AckError::AcksUnsent { cum: 5, sent: 2 }),
             "acking what was never sent is refused"
+        );
+    }
+
+    /// Acknowledged is not delivered: a receiver that holds our records but
+    /// cannot deliver them yet (its hold-back queue waits) keeps our window
+    /// closed, so what it holds undelivered stays within one window.
+    #[test]
+    fn the_window_counts_deliveries_too() {
+        let mut s = SendStream::new(0, 2, 2, &rtt());
+        s.push(rec(0));
+        s.push(rec(1));
+        s.set_own_flow(2);
+        let t = Time::from_millis(1);
+        drain(&mut s, 1, t);
+        let held_not_delivered = AckInfo {
+            cum: 2,
+            sack: Sack::empty(),
+            flow: 0,
+            nak: false,
+        };
+        s.on_ack(1, held_not_delivered, t).unwrap();
+        assert!(s.all_acked(), "member 1 holds both records");
+        assert!(!s.can_push(), "but has delivered neither");
+        s.on_ack(
+            1,
+            AckInfo {
+                flow: 1,
+                ..held_not_delivered
+            },
+            t,
+        )
+        .unwrap();
+        assert!(s.can_push(), "one delivered: room for one more");
+        assert_eq!(
+            s.on_ack(
+                1,
+                AckInfo {
+                    flow: 3,
+                    ..held_not_delivered
+                },
+                t
+            ),
+            Err(AckError::DeliveredUnsent {
+                flow: 3,
+                next_seq: 2
+            }),
+            "delivering what was never sent is refused"
+        );
+    }
+
+    /// Repeated timeouts double the wait, but never beyond the cap: before,
+    /// the cap applied to the RTO *before* the doubling, and resends ended
+    /// up 128 s apart.
+    #[test]
+    fn backed_off_waits_never_exceed_the_cap() {
+        let max = Duration::from_secs(2);
+        let mut s = SendStream::new(
+            0,
+            2,
+            64,
+            &RttEstimator::new(Duration::from_millis(500), Duration::from_millis(5), max),
+        );
+        s.push(rec(0));
+        s.set_own_flow(1);
+        let mut now = Time::ZERO;
+        drain(&mut s, 1, now);
+        for attempt in 0..20 {
+            let due = s.next_deadline().expect("record 0 is unacknowledged");
+            let wait = due.saturating_since(now);
+            assert!(wait <= max, "attempt {attempt} waited {wait:?}");
+            now = due;
+            s.on_timeout(now);
+            assert_eq!(drain(&mut s, 1, now), vec![0], "attempt {attempt} resends");
+        }
+    }
+
+    /// A receiver's NAK makes the sender resend what the receiver misses at
+    /// once, not when its (possibly far-off) timer fires; reports that come
+    /// in a burst cause one resend, not one each.
+    #[test]
+    fn a_nak_is_answered_with_the_missing_records_at_once() {
+        let mut s = SendStream::new(0, 2, 64, &rtt());
+        for i in 0..4 {
+            s.push(rec(i));
+        }
+        s.set_own_flow(4);
+        let t0 = Time::ZERO;
+        assert_eq!(drain(&mut s, 1, t0), vec![0, 1, 2, 3]);
+        // Member 1 holds 0 and 3: 1 and 2 were lost. Its plain ACK shows the
+        // gap but is not enough for fast retransmit.
+        let mut sack = Sack::empty();
+        sack.set(1); // record 3 = cum(1) + 1 + 1
+        let t1 = Time::from_millis(10);
+        let plain = AckInfo {
+            cum: 1,
+            sack,
+            flow: 1,
+            nak: false,
+        };
+        s.on_ack(1, plain, t1).unwrap();
+        assert_eq!(drain(&mut s, 1, t1), Vec::<u64>::new(), "no resend yet");
+        let nak = AckInfo { nak: true, ..plain };
+        s.on_ack(1, nak, t1).unwrap();
+        assert_eq!(
+            drain(&mut s, 1, t1),
+            vec![1, 2],
+            "the NAK brings 1 and 2 back"
+        );
+        s.on_ack(1, nak, t1).unwrap();
+        assert_eq!(
+            drain(&mut s, 1, t1),
+            Vec::<u64>::new(),
+            "a second report at once is folded into the first"
+        );
+        let later = t1 + s.repair_spacing(1);
+        s.on_ack(1, nak, later).unwrap();
+        assert_eq!(
+            drain(&mut s, 1, later),
+            vec![1, 2],
+            "a later report is answered"
         );
     }
 
@@ -611,13 +883,14 @@ mod tests {
         for i in 0..5 {
             s.push(rec(i));
         }
+        s.set_own_flow(5);
         let t0 = Time::ZERO;
         assert_eq!(drain(&mut s, 1, t0), vec![0, 1, 2, 3, 4]);
         // Member 1 got 0, 3 and 4.
         let mut sack = Sack::empty();
         sack.set(1); // record 3 = cum(1) + 1 + 1
         sack.set(2);
-        s.on_ack(1, 1, sack, Time::from_millis(5)).unwrap();
+        s.on_ack(1, ack(1, sack), Time::from_millis(5)).unwrap();
         assert!(
             s.has_pending(1),
             "hole 1 is fast-retransmitted (3 later records known)"
@@ -635,7 +908,7 @@ mod tests {
             d2.saturating_since(d1)
                 >= 2 * d1.saturating_since(Time::from_millis(5)) - Duration::from_millis(1)
         );
-        s.on_ack(1, 5, Sack::empty(), d2).unwrap();
+        s.on_ack(1, ack(5, Sack::empty()), d2).unwrap();
         assert!(s.all_acked());
         assert_eq!(s.next_deadline(), None);
     }

@@ -55,7 +55,7 @@ pub const FRAME_PREFIX_LEN: usize = 3;
 /// Fixed part of a record body: `link_seq u64 | value u64 | stamp u64 | ext_len u8`.
 pub const RECORD_FIXED_LEN: usize = 25;
 /// Fixed part of an ACK body, before the selective-ack words.
-pub const ACK_FIXED_LEN: usize = 26;
+pub const ACK_FIXED_LEN: usize = 42;
 /// Length of a HELLO or HELLO_ACK body.
 pub const HELLO_LEN: usize = 10;
 /// At most this many 64-bit selective-ack words (256 records past `cum`).
@@ -143,10 +143,25 @@ pub struct Ack {
     /// first `sent` records of that stream, it knows no record stamped at or
     /// below `clock` can still come from this sender.
     pub sent: u64,
+    /// How many records of the *receiver's* stream the ACK's sender has
+    /// delivered to its application (or consumed, for control records):
+    /// flow control keeps every sender within one window of its slowest
+    /// receiver's deliveries, which bounds what a receiver holds back.
+    pub flow: u64,
+    /// Every member holds the records of the ACK *sender's* own stream below
+    /// this: its stable prefix, which nobody will ask for again.
+    pub stable: u64,
     /// The ACK sender has delivered everything and is finished.
     pub done: bool,
+    /// The ACK sender knows that the receiver has completed (it received
+    /// the receiver's `done`): the receiver need not stay for it.
+    pub done_seen: bool,
     /// The ACK sender asks for an ACK in return (it is waiting on us).
     pub want_reply: bool,
+    /// The ACK sender misses records of the receiver's stream (those that
+    /// `cum` and `sack` do not cover) and asks for them now: a negative
+    /// acknowledgement.
+    pub nak: bool,
 }
 
 /// Selective acknowledgement bitmap: bit `i` set means record `cum + 1 + i`
@@ -445,7 +460,7 @@ fn check_frame(body: &[u8], offset: usize) -> Result<(u8, usize, usize), DecodeE
             if len < ACK_FIXED_LEN {
                 return Err(bad_length);
             }
-            let (flags, words) = (b[24], usize::from(b[25]));
+            let (flags, words) = (b[40], usize::from(b[41]));
             if flags & !ACK_FLAGS_KNOWN != 0 || words > SACK_MAX_WORDS {
                 return Err(DecodeError::BadAck { offset });
             }
@@ -494,6 +509,8 @@ fn decode_frame(
             let cum = b.get_u64();
             let clock = b.get_u64();
             let sent = b.get_u64();
+            let flow = b.get_u64();
+            let stable = b.get_u64();
             let flags = b.get_u8();
             let words = b.get_u8();
             let mut sack = Sack::empty();
@@ -506,8 +523,12 @@ fn decode_frame(
                 sack,
                 clock,
                 sent,
+                flow,
+                stable,
                 done: flags & ACK_DONE != 0,
+                done_seen: flags & ACK_DONE_SEEN != 0,
                 want_reply: flags & ACK_WANT_REPLY != 0,
+                nak: flags & ACK_NAK != 0,
             })
         }
         _ => {
@@ -546,7 +567,9 @@ fn decode_frame(
 
 const ACK_DONE: u8 = 0x01;
 const ACK_WANT_REPLY: u8 = 0x02;
-const ACK_FLAGS_KNOWN: u8 = ACK_DONE | ACK_WANT_REPLY;
+const ACK_NAK: u8 = 0x04;
+const ACK_DONE_SEEN: u8 = 0x08;
+const ACK_FLAGS_KNOWN: u8 = ACK_DONE | ACK_WANT_REPLY | ACK_NAK | ACK_DONE_SEEN;
 
 /// Writes one datagram into a caller-supplied buffer, frame by frame.
 ///
@@ -645,9 +668,13 @@ impl<'a> DatagramWriter<'a> {
         out[0..8].copy_from_slice(&ack.cum.to_be_bytes());
         out[8..16].copy_from_slice(&ack.clock.to_be_bytes());
         out[16..24].copy_from_slice(&ack.sent.to_be_bytes());
-        out[24] =
-            if ack.done { ACK_DONE } else { 0 } | if ack.want_reply { ACK_WANT_REPLY } else { 0 };
-        out[25] = words as u8;
+        out[24..32].copy_from_slice(&ack.flow.to_be_bytes());
+        out[32..40].copy_from_slice(&ack.stable.to_be_bytes());
+        out[40] = if ack.done { ACK_DONE } else { 0 }
+            | if ack.want_reply { ACK_WANT_REPLY } else { 0 }
+            | if ack.nak { ACK_NAK } else { 0 }
+            | if ack.done_seen { ACK_DONE_SEEN } else { 0 };
+        out[41] = words as u8;
         for (w, chunk) in out[ACK_FIXED_LEN..].chunks_exact_mut(8).enumerate() {
             chunk.copy_from_slice(&ack.sack.words[w].to_be_bytes());
         }
@@ -765,8 +792,12 @@ mod tests {
             sack: Sack::empty(),
             clock: 9,
             sent: 3,
+            flow: 4,
+            stable: 1,
             done: false,
+            done_seen: false,
             want_reply: false,
+            nak: false,
         };
         let rec = Record {
             sender: 2,
@@ -780,13 +811,14 @@ mod tests {
         let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let expected = "4d 50 02 00 00 00 00 00 00 00 00 2a 00 02 00 00 \
                         00 00 00 00 00 00 00 07 00 00 00 01 \
-                        03 00 1a 00 00 00 00 00 00 00 05 00 00 00 00 00 00 00 09 00 00 00 00 00 00 00 03 00 00 \
+                        03 00 2a 00 00 00 00 00 00 00 05 00 00 00 00 00 00 00 09 00 00 00 00 00 00 00 03 \
+                        00 00 00 00 00 00 00 04 00 00 00 00 00 00 00 01 00 00 \
                         04 00 1b 00 00 00 00 00 00 00 02 00 00 00 00 00 00 00 02 00 00 00 00 00 00 00 09 00 68 69";
         assert_eq!(
             hex.join(" "),
             expected.split_whitespace().collect::<Vec<_>>().join(" ")
         );
-        assert_eq!(bytes.len(), 87);
+        assert_eq!(bytes.len(), 103);
     }
 
     #[test]
@@ -838,8 +870,12 @@ mod tests {
             sack,
             clock: 2,
             sent: 3,
+            flow: 1,
+            stable: 0,
             done: false,
+            done_seen: false,
             want_reply: false,
+            nak: false,
         };
         let rec = Record {
             sender: 3,
@@ -883,21 +919,26 @@ mod tests {
             s
         });
         let ack = (
-            any::<u64>(),
-            sack,
-            any::<u64>(),
-            any::<u64>(),
-            any::<bool>(),
-            any::<bool>(),
+            (any::<u64>(), sack, any::<u64>(), any::<u64>()),
+            (any::<u64>(), any::<u64>()),
+            (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
         )
-            .prop_map(|(cum, sack, clock, sent, done, want_reply)| Ack {
-                cum,
-                sack,
-                clock,
-                sent,
-                done,
-                want_reply,
-            });
+            .prop_map(
+                |((cum, sack, clock, sent), (flow, stable), (done, done_seen, want_reply, nak))| {
+                    Ack {
+                        cum,
+                        sack,
+                        clock,
+                        sent,
+                        flow,
+                        stable,
+                        done,
+                        done_seen,
+                        want_reply,
+                        nak,
+                    }
+                },
+            );
         let kind = prop_oneof![
             any::<u64>().prop_map(|seq| RecordKind::Data { seq }),
             any::<u64>().prop_map(|count| RecordKind::EndOfStream { count }),

@@ -114,7 +114,25 @@ impl SimConfig {
             ms(self.net.intra.jitter),
             ms(self.net.inter.base),
             ms(self.net.inter.jitter),
-        )
+        ) + &self.non_default_flags()
+    }
+
+    /// The command-line flags for the settings that differ from their
+    /// defaults and that the fixed part of the replay command omits.
+    fn non_default_flags(&self) -> String {
+        let ms = |d: Duration| format!("{}ms", d.as_secs_f64() * 1000.0);
+        let d = SimConfig::default();
+        let mut out = String::new();
+        if self.min_interval != d.min_interval {
+            out += &format!(" --min-interval {}", ms(self.min_interval));
+        }
+        if self.max_interval != d.max_interval {
+            out += &format!(" --max-interval {}", ms(self.max_interval));
+        }
+        if self.window != d.window {
+            out += &format!(" --window {}", self.window);
+        }
+        out
     }
 }
 
@@ -137,6 +155,12 @@ pub struct SimOutcome {
     pub trace_hash: u64,
     /// Simulated time until the last peer completed (or the run stopped).
     pub sim_time_ms: f64,
+    /// Simulated time until the last peer left, by the same rule as the
+    /// real runtime's ([`mpcomm_core::Peer::may_leave`]): every other member
+    /// holds its records and has completed (or is gone), plus a close wait.
+    pub end_time_ms: f64,
+    /// Datagrams that reached a peer after it had left.
+    pub after_leave: u64,
     /// Events processed.
     pub events: u64,
     /// What the network did.
@@ -186,6 +210,9 @@ struct SimPeer {
     log: Vec<LogEntry>,
     failure: Option<String>,
     completed_at: Option<Time>,
+    /// When the peer left (its process exited): from then on it neither
+    /// sends nor receives.
+    left_at: Option<Time>,
 }
 
 /// SplitMix64's output function: a well-mixed 64-bit value from a seed.
@@ -224,6 +251,7 @@ struct Sim<'a> {
     net: NetStats,
     trace: TraceHash,
     events: u64,
+    after_leave: u64,
     buf: Vec<u8>,
 }
 
@@ -273,6 +301,7 @@ impl<'a> Sim<'a> {
                 log: Vec::new(),
                 failure: None,
                 completed_at: None,
+                left_at: None,
             })
             .collect();
         let mut sim = Sim {
@@ -286,6 +315,7 @@ impl<'a> Sim<'a> {
             net: NetStats::default(),
             trace: TraceHash(0xcbf2_9ce4_8422_2325),
             events: 0,
+            after_leave: 0,
             buf: vec![0; MAX_DATAGRAM],
         };
         for i in 0..cfg.peers {
@@ -305,10 +335,12 @@ impl<'a> Sim<'a> {
         self.next_id += 1;
     }
 
-    fn all_settled(&self) -> bool {
+    /// Whether every peer has left (or never started because its
+    /// configuration was refused).
+    fn all_left(&self) -> bool {
         self.peers
             .iter()
-            .all(|p| p.peer.as_ref().is_some_and(|p| p.is_quiescent()))
+            .all(|p| p.left_at.is_some() || (p.peer.is_none() && p.failure.is_some()))
     }
 
     fn run(mut self, progress: &mut dyn FnMut(Progress)) -> SimOutcome {
@@ -358,7 +390,12 @@ impl<'a> Sim<'a> {
                     self.trace.write_u8(1);
                     self.trace.write_u16(p);
                     self.trace.write(&bytes);
-                    match self.peers[usize::from(p)].peer.as_mut() {
+                    let sp = &mut self.peers[usize::from(p)];
+                    if sp.left_at.is_some() {
+                        self.after_leave += 1; // its process is gone
+                        continue;
+                    }
+                    match sp.peer.as_mut() {
                         Some(peer) => peer.handle_datagram(self.now, bytes),
                         None => self.net.before_start += 1,
                     }
@@ -370,6 +407,9 @@ impl<'a> Sim<'a> {
                     let sp = &mut self.peers[usize::from(p)];
                     if sp.wake == Some(at) {
                         sp.wake = None;
+                    }
+                    if sp.left_at.is_some() {
+                        continue;
                     }
                     if let Some(peer) = sp.peer.as_mut()
                         && peer.poll_timeout().is_some_and(|t| t <= at)
@@ -385,7 +425,7 @@ impl<'a> Sim<'a> {
                     self.settle(p);
                 }
             }
-            if self.all_settled() {
+            if self.all_left() {
                 break;
             }
         }
@@ -399,7 +439,7 @@ impl<'a> Sim<'a> {
         let cfg = self.cfg;
         let sp = &mut self.peers[usize::from(p)];
         let Some(peer) = sp.peer.as_mut() else { return };
-        if sp.finished || peer.is_failed() {
+        if sp.finished || peer.is_failed() || sp.left_at.is_some() {
             return;
         }
         if !peer.can_send() {
@@ -479,6 +519,11 @@ impl<'a> Sim<'a> {
             self.schedule(now + gap, What::AppSend(p));
         }
         let sp = &mut self.peers[idx];
+        if sp.peer.as_ref().is_some_and(|peer| peer.may_leave(now)) {
+            // The runtime's rule: the process exits now.
+            sp.left_at = Some(now);
+            return;
+        }
         if let Some(next) = sp.peer.as_ref().and_then(|peer| peer.poll_timeout()) {
             // Never schedule in the past; a deadline of "now" that survives
             // poll_transmit would otherwise spin.
@@ -562,6 +607,15 @@ impl<'a> Sim<'a> {
             stuck,
             trace_hash: self.trace.finish(),
             sim_time_ms: end.as_nanos() as f64 / 1e6,
+            end_time_ms: self
+                .peers
+                .iter()
+                .filter_map(|p| p.left_at)
+                .max()
+                .unwrap_or(self.now)
+                .as_nanos() as f64
+                / 1e6,
+            after_leave: self.after_leave,
             events: self.events,
             network: self.net,
             retransmissions: peer_stats.iter().map(|s| s.retransmissions).sum(),

@@ -115,9 +115,6 @@ pub struct GroupOptions {
     /// Emulate a wide-area network on outgoing datagrams (feature `wan`).
     #[cfg(feature = "wan")]
     pub wan: Option<WanConfig>,
-    /// After completing, keep answering the others for at most this long
-    /// (they may still need our acknowledgements or a retransmission).
-    pub linger: Duration,
     /// Capacity of the command and event channels.
     pub channel_capacity: usize,
 }
@@ -135,7 +132,6 @@ impl GroupOptions {
             addrs,
             #[cfg(feature = "wan")]
             wan: None,
-            linger: Duration::from_secs(5),
             channel_capacity: 1024,
         }
     }
@@ -302,8 +298,6 @@ impl Group {
             backlog: VecDeque::new(),
             ready: Some(ready_tx),
             stats: stats_tx,
-            linger: opts.linger,
-            linger_until: None,
             outbox: Vec::new(),
         };
         let handle = tokio::spawn(driver.run());
@@ -394,10 +388,11 @@ impl GroupControl {
         self.stats.borrow().clone()
     }
 
-    /// Waits for the driver to stop — after the run completed and every
-    /// member is done (or the linger time passed), after a failure, or once
-    /// both the sender and the receiver have been dropped — and returns the
-    /// final counters.
+    /// Waits for the driver to stop — after the run completed, every other
+    /// member holds our records and has completed (or is gone, silent for
+    /// the peer timeout), and a short close wait passed; after a failure;
+    /// or once both the sender and the receiver have been dropped — and
+    /// returns the final counters.
     pub async fn wait(self) -> Stats {
         let last = self.stats.borrow().clone();
         match self.driver.await {
@@ -436,8 +431,6 @@ struct Driver {
     backlog: VecDeque<GroupEvent>,
     ready: Option<oneshot::Sender<Result<(), PeerError>>>,
     stats: watch::Sender<Stats>,
-    linger: Duration,
-    linger_until: Option<Instant>,
     /// Datagrams to send now.
     outbox: Vec<(MemberId, Bytes)>,
 }
@@ -477,13 +470,7 @@ impl Driver {
                 break;
             }
             let mut deadline = self.peer.poll_timeout().map(|t| self.instant(t));
-            for t in [
-                self.wan.as_ref().and_then(WanEmulator::next_due),
-                self.linger_until,
-            ]
-            .into_iter()
-            .flatten()
-            {
+            if let Some(t) = self.wan.as_ref().and_then(WanEmulator::next_due) {
                 deadline = Some(deadline.map_or(t, |d| d.min(t)));
             }
             let deadline = deadline.unwrap_or(far);
@@ -553,8 +540,9 @@ impl Driver {
         if self.peer.is_failed() {
             return true;
         }
-        self.peer.is_completed()
-            && (self.peer.is_quiescent() || self.linger_until.is_some_and(|t| Instant::now() >= t))
+        // The core's rule: every other member holds our records and has
+        // completed (or is gone), and the close wait after that has passed.
+        self.peer.may_leave(self.now())
     }
 
     fn command(&mut self, cmd: Command) {
@@ -620,7 +608,6 @@ impl Driver {
                 }
                 Event::Deliver(d) => GroupEvent::Delivery(d),
                 Event::Completed => {
-                    self.linger_until = Some(Instant::now() + self.linger);
                     self.stats.send_replace(self.peer.stats().clone());
                     GroupEvent::Completed
                 }
