@@ -52,6 +52,9 @@ async fn run_group(
                         assert_eq!(d.payload, Bytes::from(format!("{}:{}", d.sender, d.seq)));
                         seen.push((d.sender, d.seq));
                     }
+                    GroupEvent::View { id, left, .. } => {
+                        assert!(left.is_empty(), "view {id}: nobody leaves a clean run")
+                    }
                     GroupEvent::Completed => break,
                     GroupEvent::Failed(e) => panic!("member {i} failed: {e}"),
                 }

@@ -7,7 +7,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mpcomm_core::OrderKind;
 use mpcomm_sim::net::{Delay, parse_duration, parse_probability};
-use mpcomm_sim::{SimConfig, SimOutcome};
+use mpcomm_sim::{Fault, SimConfig, SimOutcome};
 
 /// Arguments of `mpcomm sim`.
 #[derive(Debug, Args)]
@@ -55,6 +55,29 @@ pub struct SimArgs {
     /// undelivered at its slowest receiver.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1048576))]
     window: u32,
+    /// The failure detector: suspect a member silent for this long (a
+    /// realistic value such as 1s once faults are injected; by default
+    /// generous, so that loss alone suspects nobody).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    suspect_after: Duration,
+    /// Crash a member for good: MEMBER@TIME, e.g. 2@1.5s (repeatable).
+    #[arg(long = "crash", value_name = "MEMBER@TIME", value_parser = Fault::parse_crash)]
+    crash: Vec<Fault>,
+    /// Crash a member and start a new process in its place:
+    /// MEMBER@TIME+DOWNTIME, e.g. 2@1s+500ms (repeatable).
+    #[arg(long = "restart", value_name = "MEMBER@TIME+DOWN", value_parser = Fault::parse_restart)]
+    restart: Vec<Fault>,
+    /// Pause a member (like SIGSTOP) and resume it: MEMBER@TIME+LENGTH
+    /// (repeatable).
+    #[arg(long = "pause", value_name = "MEMBER@TIME+LENGTH", value_parser = Fault::parse_pause)]
+    pause: Vec<Fault>,
+    /// Cut members off from the rest for a while: M1,M2@TIME+LENGTH
+    /// (repeatable).
+    #[arg(long = "partition", value_name = "MEMBERS@TIME+LENGTH", value_parser = Fault::parse_partition)]
+    partition: Vec<Fault>,
+    /// Crash this many members at random times drawn from the seed.
+    #[arg(long, default_value_t = 0)]
+    crashes: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -77,8 +100,26 @@ impl SimArgs {
             min_interval: self.min_interval,
             max_interval: self.max_interval,
             window: self.window as usize,
+            suspect_after: self.suspect_after,
+            crashes: self.crashes,
             ..SimConfig::default()
         };
+        cfg.faults = [&self.crash, &self.restart, &self.pause, &self.partition]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        for f in &cfg.faults {
+            f.validate(cfg.peers).map_err(anyhow::Error::msg)?;
+        }
+        if (!cfg.faults.is_empty() || cfg.crashes > 0)
+            && self.suspect_after > Duration::from_secs(10)
+        {
+            eprintln!(
+                "mpcomm: note: with faults, a failure detector of {:?} keeps the survivors waiting that long; try --suspect-after 1s",
+                self.suspect_after
+            );
+        }
         cfg.net.loss = self.loss;
         cfg.net.duplicate = self.duplicate;
         cfg.net.reorder = self.reorder;
@@ -145,6 +186,25 @@ fn print_human(cfg: &SimConfig, out: &SimOutcome) {
     );
     for (peer, why) in &out.failures {
         println!("  peer {peer} failed:  {why}");
+    }
+    for f in &out.faults {
+        println!("  fault             {}", &f.to_string()[2..]);
+    }
+    for v in out.views.iter().skip(1) {
+        println!(
+            "  view {:<3}          {:?} at {:.3} s (left {:?}, joined {:?})",
+            v.id,
+            v.members,
+            v.installed_ms / 1e3,
+            v.left,
+            v.joined
+        );
+    }
+    for (peer, why) in &out.excluded {
+        println!("  peer {peer} stopped: {why}");
+    }
+    if out.views.len() > 1 || !out.faults.is_empty() {
+        println!("  virtual synchrony {}", out.virtual_synchrony_detail);
     }
     print!("{}", mpcomm_cli::summary::findings_table(&out.findings));
     if !out.ok() {

@@ -633,6 +633,8 @@ async fn run_group(
     let mut ended = false;
     while let Some(ev) = rx.next().await {
         match ev {
+            // (Recorded in the log once the log's view lines land.)
+            GroupEvent::View { .. } => {}
             GroupEvent::Delivery(d) => {
                 let sent_us = d
                     .payload

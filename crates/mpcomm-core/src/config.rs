@@ -57,9 +57,23 @@ pub struct Config {
     /// A member we need and have not heard from for this long is asked for
     /// its state.
     pub keepalive: Duration,
-    /// A member we need and have not heard from for this long is declared
-    /// unresponsive, and the run fails naming it.
+    /// After we completed, a member that still needs something from us but
+    /// has been silent this long is taken as gone, and we may leave without
+    /// it.
     pub peer_timeout: Duration,
+    /// The failure detector: a member of our view we have not heard from for
+    /// this long is *suspected*, and the group moves to a view without it.
+    /// The trade-off: shorter detects a crash sooner (the survivors stall
+    /// for about this long after one), longer suspects a live member less
+    /// often when the network drops a run of datagrams or a process pauses
+    /// (a member suspected wrongly is excluded, and must join again). The
+    /// LAN default is 1 s; over lossy or far links choose several round
+    /// trips and several heartbeats.
+    pub suspect_after: Duration,
+    /// Every member sends something (an ACK, if nothing else) to every other
+    /// member of its view at least this often, so that silence means
+    /// trouble. At most a quarter of `suspect_after` is sensible.
+    pub heartbeat: Duration,
 }
 
 impl Config {
@@ -81,6 +95,8 @@ impl Config {
             handshake_timeout: Duration::from_secs(10),
             keepalive: Duration::from_millis(500),
             peer_timeout: Duration::from_secs(10),
+            suspect_after: Duration::from_secs(1),
+            heartbeat: Duration::from_millis(250),
         }
     }
 
@@ -104,6 +120,8 @@ impl Config {
         if self.keepalive.is_zero()
             || self.keepalive >= self.peer_timeout
             || self.hello_interval.is_zero()
+            || self.heartbeat.is_zero()
+            || self.heartbeat >= self.suspect_after
         {
             return Err(ConfigError::Timeouts);
         }
@@ -150,6 +168,8 @@ pub enum ConfigError {
     #[error("retransmission timeouts need 0 < min_rto <= max_rto")]
     Rto,
     /// Keepalive and peer timeouts make no sense.
-    #[error("timeouts need 0 < keepalive < peer_timeout and a non-zero hello interval")]
+    #[error(
+        "timeouts need 0 < keepalive < peer_timeout, 0 < heartbeat < suspect_after and a non-zero hello interval"
+    )]
     Timeouts,
 }

@@ -18,7 +18,8 @@
 //! | [`wire`] | the datagram format: typed frames, total bounded decoding |
 //! | [`link`] | reliable FIFO streams over lossy UDP: acks, retransmission, windows |
 //! | [`order`] | ordering engines: `none`, `fifo`, `total` |
-//! | [`peer`] | one member of a run: handshake, multicast, delivery, completion |
+//! | [`membership`] | views, the failure detector's verdicts, the flush that changes views |
+//! | [`peer`] | one member of a group: handshake, multicast, delivery, view changes, completion |
 //!
 //! ## Driving a peer
 //!
@@ -36,7 +37,8 @@
 //! #   let _ = t;
 //! }
 //! let events: Vec<Event> = std::iter::from_fn(|| peer.poll_event()).collect();
-//! assert!(matches!(events[1], Event::Deliver(ref d) if d.payload == "hello"));
+//! assert!(matches!(events[1], Event::View { id: 1, .. })); // the first view
+//! assert!(matches!(events[2], Event::Deliver(ref d) if d.payload == "hello"));
 //! assert_eq!(events.last(), Some(&Event::Completed));
 //! ```
 #![forbid(unsafe_code)]
@@ -45,6 +47,7 @@
 pub mod clock;
 pub mod config;
 pub mod link;
+pub mod membership;
 pub mod order;
 pub mod peer;
 pub mod time;

@@ -168,6 +168,10 @@ struct SendLink {
     flow: u64,
     /// When a NAK last made us resend to this receiver.
     last_nak_repair: Option<Time>,
+    /// Whether this member is one we send to and wait for: a member of the
+    /// current view. An excluded member's acknowledgements are no longer
+    /// waited for, and nothing more is sent to it.
+    active: bool,
 }
 
 impl SendLink {
@@ -267,6 +271,7 @@ impl SendStream {
                 backoff: 1,
                 flow: 0,
                 last_nak_repair: None,
+                active: true,
             })
             .collect();
         SendStream {
@@ -295,9 +300,27 @@ impl SendStream {
     fn min_flow(&self) -> u64 {
         self.links
             .iter()
+            .filter(|l| l.active)
             .map(|l| l.flow)
             .min()
             .unwrap_or_else(|| self.next_seq())
+    }
+
+    /// Stops sending to member `k` and waiting for it (it left the view, or
+    /// was never in it): its acknowledgements no longer hold records back.
+    pub fn deactivate(&mut self, k: MemberId) {
+        if let Some(l) = self.links.get_mut(usize::from(k)) {
+            l.active = false;
+            l.rtx.clear();
+            l.rtx_deadline = None;
+        }
+        self.release_acked();
+    }
+
+    /// A record of our stream, if we still hold it (for relaying).
+    pub fn get(&self, link_seq: u64) -> Option<&Record> {
+        let i = link_seq.checked_sub(self.base)?;
+        self.buf.get(usize::try_from(i).ok()?).map(|o| &o.rec)
     }
 
     /// Records how many of our own records we have delivered ourselves (or
@@ -319,7 +342,7 @@ impl SendStream {
     pub fn all_acked_by(&self, to: MemberId) -> bool {
         self.links
             .get(usize::from(to))
-            .is_none_or(|l| l.acked >= self.next_seq())
+            .is_none_or(|l| !l.active || l.acked >= self.next_seq())
     }
 
     /// Records held because some member has not acknowledged them.
@@ -336,20 +359,19 @@ impl SendStream {
             first_sent: None,
             retransmitted: false,
         });
-        if self.links.len() <= 1 {
-            self.release_acked(); // alone in the group: nobody to wait for
-        }
+        self.release_acked(); // alone in the group: nobody to wait for
     }
 
     /// Whether anything (new or resent) is waiting to go to `to`.
     pub fn has_pending(&self, to: MemberId) -> bool {
         let l = &self.links[usize::from(to)];
-        l.next_new < self.next_seq() || !l.rtx.is_empty()
+        l.active && (l.next_new < self.next_seq() || !l.rtx.is_empty())
     }
 
     /// Whether `to` has yet to acknowledge something we sent it.
     pub fn outstanding(&self, to: MemberId) -> bool {
-        self.links[usize::from(to)].outstanding()
+        let l = &self.links[usize::from(to)];
+        l.active && l.outstanding()
     }
 
     /// Whether every record has been acknowledged by every member.
@@ -506,7 +528,7 @@ impl SendStream {
             .links
             .iter()
             .enumerate()
-            .filter(|(i, _)| *i != me)
+            .filter(|(i, l)| *i != me && l.active)
             .map(|(_, l)| l.acked)
             .min()
             .unwrap_or(u64::MAX)
@@ -520,7 +542,7 @@ impl SendStream {
     /// Fires retransmission timers that are due.
     pub fn on_timeout(&mut self, now: Time) {
         let next_seq = self.next_seq();
-        for link in &mut self.links {
+        for link in self.links.iter_mut().filter(|l| l.active) {
             let Some(deadline) = link.rtx_deadline else {
                 continue;
             };
@@ -540,7 +562,11 @@ impl SendStream {
 
     /// The earliest pending retransmission timer.
     pub fn next_deadline(&self) -> Option<Time> {
-        self.links.iter().filter_map(|l| l.rtx_deadline).min()
+        self.links
+            .iter()
+            .filter(|l| l.active)
+            .filter_map(|l| l.rtx_deadline)
+            .min()
     }
 }
 
@@ -556,6 +582,12 @@ pub enum Arrival {
 }
 
 /// What a receiver knows about one sender's stream.
+///
+/// Besides reordering, a receiver *retains* the records it released until
+/// the sender says every member holds them (the ACK's `stable` field): if
+/// the sender crashes, the survivors relay to each other what some of them
+/// lack (see `crate::membership`), so a record must outlive its delivery
+/// until it is known to be everywhere.
 #[derive(Debug)]
 pub struct RecvStream {
     /// Every record below this has been released in order.
@@ -566,6 +598,10 @@ pub struct RecvStream {
     /// A clock bound from an ACK that is valid once `next >= sent`:
     /// `(sent, clock)`.
     pending_bound: Option<(u64, u64)>,
+    /// Released records not yet known to be held by everyone, from
+    /// `retained_base` on.
+    retained: VecDeque<Record>,
+    retained_base: u64,
 }
 
 impl RecvStream {
@@ -577,7 +613,45 @@ impl RecvStream {
             early: BTreeMap::new(),
             window: window as u64,
             pending_bound: None,
+            retained: VecDeque::new(),
+            retained_base: 0,
         }
+    }
+
+    /// Frees retained records below `stable`: every member holds them.
+    pub fn trim(&mut self, stable: u64) {
+        let stable = stable.min(self.next);
+        while self.retained_base < stable && self.retained.pop_front().is_some() {
+            self.retained_base += 1;
+        }
+        self.retained_base = self.retained_base.max(stable);
+    }
+
+    /// A record we hold (released and retained, or early), for relaying.
+    pub fn get(&self, link_seq: u64) -> Option<&Record> {
+        if link_seq >= self.next {
+            return self.early.get(&link_seq);
+        }
+        let i = link_seq.checked_sub(self.retained_base)?;
+        self.retained.get(usize::try_from(i).ok()?)
+    }
+
+    /// Records retained for relaying (released, not yet stable).
+    pub fn retained_len(&self) -> usize {
+        self.retained.len()
+    }
+
+    /// Record numbers held past the in-order prefix (`released()`), in
+    /// increasing order.
+    pub fn early_seqs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.early.keys().copied()
+    }
+
+    /// Drops the records held past `end` that wait behind a gap: they will
+    /// never be released (their sender left, and the view change decided
+    /// that nobody delivers them).
+    pub fn drop_early_from(&mut self, end: u64) {
+        let _ = self.early.split_off(&end);
     }
 
     /// Records released in order so far.
@@ -608,15 +682,26 @@ impl RecvStream {
             self.early.insert(rec.link_seq, rec);
             return;
         }
+        self.retain(&rec);
         released.push(rec);
         self.next += 1;
         while let Some(entry) = self.early.first_entry() {
             if *entry.key() != self.next {
                 break;
             }
-            released.push(entry.remove());
+            let rec = entry.remove();
+            self.retain(&rec);
+            released.push(rec);
             self.next += 1;
         }
+    }
+
+    fn retain(&mut self, rec: &Record) {
+        if self.retained.is_empty() {
+            self.retained_base = rec.link_seq;
+        }
+        // Cloning a record only bumps the reference counts of its buffers.
+        self.retained.push_back(rec.clone());
     }
 
     /// The cumulative and selective acknowledgement of this stream.

@@ -24,20 +24,22 @@
 //! assert!(out.completed && out.findings.passed);
 //! ```
 
+pub mod faults;
 pub mod net;
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::hash::Hasher;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mpcomm_check::{Findings, LogEntry, PeerLog, RunSpec};
+use mpcomm_check::{Findings, LogEntry, PeerLog, RunSpec, ViewLog, ViewMark, VirtualSynchrony};
 use mpcomm_core::{Config, Event, MemberId, OrderKind, Peer, Stats, Time, wire::MAX_DATAGRAM};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+pub use faults::Fault;
 pub use net::{Delay, NetProfile, NetStats};
 
 /// Everything that defines a simulated run. Two runs with equal configs are
@@ -71,6 +73,15 @@ pub struct SimConfig {
     pub window: usize,
     /// Give up (and report the run incomplete) after this much simulated time.
     pub time_limit: Duration,
+    /// The failure detector's timeout ([`mpcomm_core::Config::suspect_after`]).
+    /// Generous by default, so that heavy loss alone never suspects anyone;
+    /// runs with faults set something realistic.
+    pub suspect_after: Duration,
+    /// Faults to inject.
+    pub faults: Vec<Fault>,
+    /// Crash this many members (crash-stop) at random times drawn from the
+    /// seed, besides `faults`.
+    pub crashes: usize,
 }
 
 impl Default for SimConfig {
@@ -89,6 +100,9 @@ impl Default for SimConfig {
             ack_delay: Duration::ZERO,
             window: 4096,
             time_limit: Duration::from_secs(3600),
+            suspect_after: Duration::from_secs(60),
+            faults: Vec::new(),
+            crashes: 0,
         }
     }
 }
@@ -132,6 +146,15 @@ impl SimConfig {
         if self.window != d.window {
             out += &format!(" --window {}", self.window);
         }
+        if self.suspect_after != d.suspect_after {
+            out += &format!(" --suspect-after {}", ms(self.suspect_after));
+        }
+        if self.crashes != 0 {
+            out += &format!(" --crashes {}", self.crashes);
+        }
+        for f in &self.faults {
+            out += &format!(" {f}");
+        }
         out
     }
 }
@@ -161,6 +184,21 @@ pub struct SimOutcome {
     pub end_time_ms: f64,
     /// Datagrams that reached a peer after it had left.
     pub after_leave: u64,
+    /// Every view some member installed, in order.
+    pub views: Vec<ViewSummary>,
+    /// Virtual synchrony across those views (see
+    /// [`mpcomm_check::check_virtual_synchrony`]).
+    pub virtual_synchrony: bool,
+    /// The virtual-synchrony verdict with its first counter-example.
+    pub virtual_synchrony_detail: VirtualSynchrony,
+    /// The faults injected (the given ones and the drawn crashes).
+    pub faults: Vec<Fault>,
+    /// Members that survived: not crashed, not excluded, and (if restarted)
+    /// admitted again.
+    pub survivors: Vec<MemberId>,
+    /// Processes that stopped because the group went on without them
+    /// (excluded, or in a minority partition), with why.
+    pub excluded: Vec<(MemberId, String)>,
     /// Events processed.
     pub events: u64,
     /// What the network did.
@@ -174,54 +212,110 @@ pub struct SimOutcome {
     /// Each peer's counters.
     #[serde(skip)]
     pub peer_stats: Vec<Stats>,
-    /// Each peer's delivery log.
+    /// Each peer's delivery log (for a member that restarted, its first
+    /// process's; see [`SimOutcome::process_logs`] for all of them).
     #[serde(skip)]
     pub logs: Vec<PeerLog>,
+    /// Every process's log and views, crashed and restarted ones included.
+    #[serde(skip)]
+    pub process_logs: Vec<(PeerLog, ViewLog)>,
+}
+
+/// A view some member installed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ViewSummary {
+    /// Its number.
+    pub id: u32,
+    /// Its members.
+    pub members: Vec<MemberId>,
+    /// Members new in it.
+    pub joined: Vec<MemberId>,
+    /// Members of the previous view not in it.
+    pub left: Vec<MemberId>,
+    /// When the first member installed it, in ms of simulated time.
+    pub installed_ms: f64,
 }
 
 impl SimOutcome {
     /// Whether the run completed and the checker found every property the
-    /// order promises.
+    /// order promises, virtual synchrony included.
     pub fn ok(&self) -> bool {
-        self.completed && self.findings.passed
+        self.completed && self.findings.passed && self.virtual_synchrony && self.failures.is_empty()
     }
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum What {
-    /// A peer's process starts.
+    /// A member's (first) process starts.
     Start(MemberId),
-    /// A datagram reaches a peer.
+    /// A datagram reaches a member's address.
     Arrive(MemberId, Bytes),
-    /// A peer's timer.
-    Wake(MemberId),
-    /// A peer's application multicasts its next message.
-    AppSend(MemberId),
+    /// A process's timer.
+    Wake(usize),
+    /// A process's application multicasts its next message.
+    AppSend(usize),
+    /// The fault with this index strikes.
+    FaultStart(usize),
+    /// The fault with this index ends (a restart's new process starts, a
+    /// pause or a partition ends).
+    FaultEnd(usize),
 }
 
-/// A simulated peer.
-struct SimPeer {
+/// One simulated process: a member's life between a start and a crash. A
+/// member that restarts has a second process.
+struct SimProc {
+    member: MemberId,
     peer: Option<Peer>,
-    region: usize,
+    /// A restarted process joins a running group and multicasts nothing.
+    sends: bool,
     /// The earliest wake-up already in the queue.
     wake: Option<Time>,
     sent: u64,
     finished: bool,
     log: Vec<LogEntry>,
+    views: Vec<ViewMark>,
     failure: Option<String>,
     completed_at: Option<Time>,
-    /// When the peer left (its process exited): from then on it neither
+    /// When the process left (its run ended): from then on it neither
     /// sends nor receives.
     left_at: Option<Time>,
+    crashed: bool,
+    /// Paused until then: datagrams wait in `inbox`, timers wait.
+    paused_until: Option<Time>,
+    inbox: Vec<Bytes>,
+    /// A fault struck it, so being excluded is no surprise.
+    faulted: bool,
 }
 
-/// SplitMix64's output function: a well-mixed 64-bit value from a seed.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+impl SimProc {
+    fn new(member: MemberId, sends: bool) -> SimProc {
+        SimProc {
+            member,
+            peer: None,
+            sends,
+            wake: None,
+            sent: 0,
+            finished: false,
+            log: Vec::new(),
+            views: Vec::new(),
+            failure: None,
+            completed_at: None,
+            left_at: None,
+            crashed: false,
+            paused_until: None,
+            inbox: Vec::new(),
+            faulted: false,
+        }
+    }
+
+    fn gone(&self) -> bool {
+        self.left_at.is_some() || self.crashed
+    }
 }
+
+/// At most this many datagrams wait in a paused process's socket buffer;
+/// more are dropped, as by a full kernel buffer.
+const PAUSED_INBOX: usize = 4096;
 
 /// FNV-1a: a tiny, stable hash for the event trace (stable across builds and
 /// platforms, unlike the standard library's default hasher).
@@ -242,16 +336,23 @@ impl Hasher for TraceHash {
 
 struct Sim<'a> {
     cfg: &'a SimConfig,
+    faults: Vec<Fault>,
     now: Time,
     queue: BinaryHeap<Reverse<(Time, u64, What)>>,
     next_id: u64,
-    peers: Vec<SimPeer>,
+    procs: Vec<SimProc>,
+    /// The process answering at each member's address.
+    current: Vec<Option<usize>>,
+    regions: Vec<usize>,
+    /// Partitions in force: the members of each cut-off side.
+    cuts: Vec<(usize, Vec<MemberId>)>,
     net_rng: ChaCha8Rng,
     app_rng: ChaCha8Rng,
     net: NetStats,
     trace: TraceHash,
     events: u64,
     after_leave: u64,
+    views: BTreeMap<u32, ViewSummary>,
     buf: Vec<u8>,
 }
 
@@ -283,39 +384,46 @@ pub fn run_with_progress(cfg: &SimConfig, progress: &mut dyn FnMut(Progress)) ->
     Sim::new(cfg).run(progress)
 }
 
+/// SplitMix64's output function: a well-mixed 64-bit value from a seed.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 impl<'a> Sim<'a> {
     fn new(cfg: &'a SimConfig) -> Sim<'a> {
-        // Separate streams for the network and the workload, so that the
-        // same seed gives the same workload whatever the network does.
+        // Separate streams for the network, the workload and the faults, so
+        // that the same seed gives the same workload whatever the network
+        // does, and the same faults whatever either does.
         let mut net_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         net_rng.set_stream(1);
         let mut app_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         app_rng.set_stream(2);
-        let peers = (0..cfg.peers)
-            .map(|i| SimPeer {
-                peer: None,
-                region: net::region_of(i, cfg.peers, cfg.regions),
-                wake: None,
-                sent: 0,
-                finished: false,
-                log: Vec::new(),
-                failure: None,
-                completed_at: None,
-                left_at: None,
-            })
-            .collect();
+        let mut fault_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        fault_rng.set_stream(3);
+        let mut faults = cfg.faults.clone();
+        faults.extend(random_crashes(cfg, &mut fault_rng));
         let mut sim = Sim {
             cfg,
+            faults,
             now: Time::ZERO,
             queue: BinaryHeap::new(),
             next_id: 0,
-            peers,
+            procs: Vec::new(),
+            current: vec![None; cfg.peers],
+            regions: (0..cfg.peers)
+                .map(|i| net::region_of(i, cfg.peers, cfg.regions))
+                .collect(),
+            cuts: Vec::new(),
             net_rng,
             app_rng,
             net: NetStats::default(),
             trace: TraceHash(0xcbf2_9ce4_8422_2325),
             events: 0,
             after_leave: 0,
+            views: BTreeMap::new(),
             buf: vec![0; MAX_DATAGRAM],
         };
         for i in 0..cfg.peers {
@@ -327,6 +435,15 @@ impl<'a> Sim<'a> {
             });
             sim.schedule(at, What::Start(i as MemberId));
         }
+        for (i, f) in sim.faults.clone().iter().enumerate() {
+            let at = match f {
+                Fault::Crash { at, .. }
+                | Fault::Restart { at, .. }
+                | Fault::Pause { at, .. }
+                | Fault::Partition { at, .. } => *at,
+            };
+            sim.schedule(Time::ZERO + at, What::FaultStart(i));
+        }
         sim
     }
 
@@ -335,12 +452,19 @@ impl<'a> Sim<'a> {
         self.next_id += 1;
     }
 
-    /// Whether every peer has left (or never started because its
-    /// configuration was refused).
+    /// Whether every process has left, crashed, or never started because
+    /// its configuration was refused.
     fn all_left(&self) -> bool {
-        self.peers
-            .iter()
-            .all(|p| p.left_at.is_some() || (p.peer.is_none() && p.failure.is_some()))
+        self.procs.len() >= self.cfg.peers
+            && self.current.iter().all(|c| c.is_some())
+            && self
+                .procs
+                .iter()
+                .all(|p| p.gone() || (p.peer.is_none() && p.failure.is_some()))
+            && !self
+                .queue
+                .iter()
+                .any(|Reverse((_, _, w))| matches!(w, What::FaultEnd(_)))
     }
 
     fn run(mut self, progress: &mut dyn FnMut(Progress)) -> SimOutcome {
@@ -355,60 +479,32 @@ impl<'a> Sim<'a> {
             self.events += 1;
             if self.events % PROGRESS_EVERY == 0 {
                 progress(Progress {
-                    delivered: self.peers.iter().map(|p| p.log.len() as u64).sum(),
+                    delivered: self.procs.iter().map(|p| p.log.len() as u64).sum(),
                     expected,
                     sim_time: Duration::from_nanos(at.as_nanos()),
                 });
             }
             self.trace.write_u64(at.as_nanos());
             match what {
-                What::Start(p) => {
+                What::Start(m) => {
                     self.trace.write_u8(0);
-                    self.trace.write_u16(p);
-                    let mut c = Config::new(
-                        0x5157_0000 ^ self.cfg.seed,
-                        p,
-                        self.cfg.peers,
-                        self.cfg.order,
-                    );
-                    c.ack_delay = self.cfg.ack_delay;
-                    // Drawn from the seed without touching the workload's
-                    // random stream: the same seed gives the same run.
-                    c.incarnation = splitmix64(self.cfg.seed ^ (u64::from(p) << 48)) | 1;
-                    c.window = self.cfg.window;
-                    // Generous, so that the slowest simulated WAN never trips them.
-                    c.handshake_timeout = Duration::from_secs(60);
-                    c.peer_timeout = Duration::from_secs(60);
-                    c.keepalive = Duration::from_secs(1);
-                    match Peer::new(c, self.now) {
-                        Ok(peer) => self.peers[usize::from(p)].peer = Some(peer),
-                        Err(e) => self.peers[usize::from(p)].failure = Some(e.to_string()),
-                    }
-                    self.settle(p);
+                    self.trace.write_u16(m);
+                    self.start_process(m, true);
                 }
-                What::Arrive(p, bytes) => {
+                What::Arrive(m, bytes) => {
                     self.trace.write_u8(1);
-                    self.trace.write_u16(p);
+                    self.trace.write_u16(m);
                     self.trace.write(&bytes);
-                    let sp = &mut self.peers[usize::from(p)];
-                    if sp.left_at.is_some() {
-                        self.after_leave += 1; // its process is gone
-                        continue;
-                    }
-                    match sp.peer.as_mut() {
-                        Some(peer) => peer.handle_datagram(self.now, bytes),
-                        None => self.net.before_start += 1,
-                    }
-                    self.settle(p);
+                    self.arrive(m, bytes);
                 }
                 What::Wake(p) => {
                     self.trace.write_u8(2);
-                    self.trace.write_u16(p);
-                    let sp = &mut self.peers[usize::from(p)];
+                    self.trace.write_u64(p as u64);
+                    let sp = &mut self.procs[p];
                     if sp.wake == Some(at) {
                         sp.wake = None;
                     }
-                    if sp.left_at.is_some() {
+                    if sp.gone() || sp.paused_until.is_some() {
                         continue;
                     }
                     if let Some(peer) = sp.peer.as_mut()
@@ -420,9 +516,19 @@ impl<'a> Sim<'a> {
                 }
                 What::AppSend(p) => {
                     self.trace.write_u8(3);
-                    self.trace.write_u16(p);
+                    self.trace.write_u64(p as u64);
                     self.app_send(p);
                     self.settle(p);
+                }
+                What::FaultStart(i) => {
+                    self.trace.write_u8(4);
+                    self.trace.write_u64(i as u64);
+                    self.fault_start(i);
+                }
+                What::FaultEnd(i) => {
+                    self.trace.write_u8(5);
+                    self.trace.write_u64(i as u64);
+                    self.fault_end(i);
                 }
             }
             if self.all_left() {
@@ -432,29 +538,151 @@ impl<'a> Sim<'a> {
         self.outcome()
     }
 
-    /// The application of peer `p` sends its next message (or its
+    fn start_process(&mut self, m: MemberId, sends: bool) {
+        let idx = self.procs.len();
+        let generation = self.procs.iter().filter(|p| p.member == m).count() as u64;
+        let mut sp = SimProc::new(m, sends);
+        let mut c = Config::new(
+            0x5157_0000 ^ self.cfg.seed,
+            m,
+            self.cfg.peers,
+            self.cfg.order,
+        );
+        c.ack_delay = self.cfg.ack_delay;
+        // Drawn from the seed without touching the workload's random
+        // stream: the same seed gives the same run.
+        c.incarnation = splitmix64(self.cfg.seed ^ (u64::from(m) << 48) ^ (generation << 40)) | 1;
+        c.window = self.cfg.window;
+        // Generous, so that the slowest simulated WAN never trips them.
+        c.handshake_timeout = Duration::from_secs(60);
+        c.peer_timeout = Duration::from_secs(60);
+        c.keepalive = Duration::from_secs(1);
+        c.suspect_after = self.cfg.suspect_after;
+        c.heartbeat = (self.cfg.suspect_after / 5).max(Duration::from_millis(1));
+        match Peer::new(c, self.now) {
+            Ok(peer) => sp.peer = Some(peer),
+            Err(e) => sp.failure = Some(e.to_string()),
+        }
+        sp.faulted = generation > 0;
+        self.procs.push(sp);
+        self.current[usize::from(m)] = Some(idx);
+        self.settle(idx);
+    }
+
+    fn arrive(&mut self, m: MemberId, bytes: Bytes) {
+        let Some(p) = self.current[usize::from(m)] else {
+            self.net.before_start += 1;
+            return;
+        };
+        let sp = &mut self.procs[p];
+        if sp.gone() {
+            self.after_leave += 1; // its process is gone
+            return;
+        }
+        if sp.paused_until.is_some() {
+            if sp.inbox.len() < PAUSED_INBOX {
+                sp.inbox.push(bytes);
+            }
+            return;
+        }
+        match sp.peer.as_mut() {
+            Some(peer) => peer.handle_datagram(self.now, bytes),
+            None => self.net.before_start += 1,
+        }
+        self.settle(p);
+    }
+
+    fn fault_start(&mut self, i: usize) {
+        let fault = self.faults[i].clone();
+        match fault {
+            Fault::Crash { member, .. } | Fault::Restart { member, .. } => {
+                if let Some(p) = self.current[usize::from(member)] {
+                    let sp = &mut self.procs[p];
+                    if !sp.gone() {
+                        sp.crashed = true;
+                        sp.faulted = true;
+                    }
+                }
+                if let Fault::Restart { down, .. } = fault {
+                    self.schedule(self.now + down, What::FaultEnd(i));
+                }
+            }
+            Fault::Pause { member, length, .. } => {
+                if let Some(p) = self.current[usize::from(member)] {
+                    let sp = &mut self.procs[p];
+                    sp.paused_until = Some(self.now + length);
+                    sp.faulted = true;
+                }
+                self.schedule(self.now + length, What::FaultEnd(i));
+            }
+            Fault::Partition { side, length, .. } => {
+                for m in &side {
+                    if let Some(p) = self.current[usize::from(*m)] {
+                        self.procs[p].faulted = true;
+                    }
+                }
+                self.cuts.push((i, side));
+                self.schedule(self.now + length, What::FaultEnd(i));
+            }
+        }
+    }
+
+    fn fault_end(&mut self, i: usize) {
+        match self.faults[i].clone() {
+            Fault::Restart { member, .. } => self.start_process(member, false),
+            Fault::Pause { member, .. } => {
+                let Some(p) = self.current[usize::from(member)] else {
+                    return;
+                };
+                let sp = &mut self.procs[p];
+                sp.paused_until = None;
+                if sp.gone() {
+                    return;
+                }
+                let inbox = std::mem::take(&mut sp.inbox);
+                if let Some(peer) = sp.peer.as_mut() {
+                    for bytes in inbox {
+                        peer.handle_datagram(self.now, bytes);
+                    }
+                    if peer.poll_timeout().is_some_and(|t| t <= self.now) {
+                        peer.handle_timeout(self.now);
+                    }
+                }
+                self.settle(p);
+                self.schedule(self.now, What::AppSend(p));
+            }
+            Fault::Partition { .. } => self.cuts.retain(|(j, _)| *j != i),
+            Fault::Crash { .. } => {}
+        }
+    }
+
+    /// The application of process `p` sends its next message (or its
     /// end-of-stream marker after the last one).
-    fn app_send(&mut self, p: MemberId) {
+    fn app_send(&mut self, p: usize) {
         let now = self.now;
         let cfg = self.cfg;
-        let sp = &mut self.peers[usize::from(p)];
+        let sp = &mut self.procs[p];
+        if sp.finished || sp.gone() || sp.paused_until.is_some() {
+            return;
+        }
         let Some(peer) = sp.peer.as_mut() else { return };
-        if sp.finished || peer.is_failed() || sp.left_at.is_some() {
+        if peer.is_failed() {
             return;
         }
         if !peer.can_send() {
-            // Window full: try again shortly.
+            // Window full or a view change under way: try again shortly.
             self.schedule(now + Duration::from_millis(1), What::AppSend(p));
             return;
         }
-        if sp.sent < cfg.messages {
+        let messages = if sp.sends { cfg.messages } else { 0 };
+        if sp.sent < messages {
             let mut payload = vec![0u8; cfg.payload.max(8)];
             payload[..8].copy_from_slice(&now.as_micros().to_be_bytes());
             if peer.multicast(now, Bytes::from(payload)).is_ok() {
                 sp.sent += 1;
             }
         }
-        if sp.sent >= cfg.messages {
+        if sp.sent >= messages {
             // The end-of-stream marker follows the last message at once, as
             // in the original.
             if peer.finish(now).is_ok() {
@@ -474,15 +702,18 @@ impl<'a> Sim<'a> {
         Duration::from_nanos(self.app_rng.random_range(lo..=hi))
     }
 
-    /// After any input to peer `p`: send what it wants to send, record what it
-    /// delivered, and make sure its next timer is in the queue.
-    fn settle(&mut self, p: MemberId) {
+    /// After any input to process `p`: send what it wants to send, record
+    /// what it delivered, and make sure its next timer is in the queue.
+    fn settle(&mut self, p: usize) {
         let now = self.now;
-        let idx = usize::from(p);
         let mut outgoing = Vec::new();
         let mut ready = false;
+        let from = self.procs[p].member;
         {
-            let sp = &mut self.peers[idx];
+            let sp = &mut self.procs[p];
+            if sp.gone() || sp.paused_until.is_some() {
+                return;
+            }
             let Some(peer) = sp.peer.as_mut() else { return };
             while let Some(t) = peer.poll_transmit(now, &mut self.buf) {
                 outgoing.push((t.to, Bytes::copy_from_slice(&self.buf[..t.len])));
@@ -498,12 +729,33 @@ impl<'a> Sim<'a> {
                             .map(u64::from_be_bytes);
                         sp.log.push(LogEntry {
                             run: peer.config().run_id,
-                            peer: p,
+                            peer: sp.member,
                             sender: d.sender,
                             seq: d.seq,
                             stamp: Some(d.stamp),
                             sent_us,
                             delivered_us: Some(now.as_micros()),
+                        });
+                    }
+                    Event::View {
+                        id,
+                        members,
+                        joined,
+                        left,
+                    } => {
+                        sp.views.push(ViewMark {
+                            at: sp.log.len(),
+                            id,
+                            members: members.clone(),
+                            joined: joined.clone(),
+                            left: left.clone(),
+                        });
+                        self.views.entry(id).or_insert(ViewSummary {
+                            id,
+                            members,
+                            joined,
+                            left,
+                            installed_ms: now.as_nanos() as f64 / 1e6,
                         });
                     }
                     Event::Completed => sp.completed_at = Some(now),
@@ -512,13 +764,13 @@ impl<'a> Sim<'a> {
             }
         }
         for (to, bytes) in outgoing {
-            self.transmit(p, to, bytes);
+            self.transmit(from, to, bytes);
         }
         if ready {
             let gap = self.interval();
             self.schedule(now + gap, What::AppSend(p));
         }
-        let sp = &mut self.peers[idx];
+        let sp = &mut self.procs[p];
         if sp.peer.as_ref().is_some_and(|peer| peer.may_leave(now)) {
             // The runtime's rule: the process exits now.
             sp.left_at = Some(now);
@@ -535,13 +787,24 @@ impl<'a> Sim<'a> {
         }
     }
 
+    fn cut_off(&self, a: MemberId, b: MemberId) -> bool {
+        self.cuts
+            .iter()
+            .any(|(_, side)| side.contains(&a) != side.contains(&b))
+    }
+
     fn transmit(&mut self, from: MemberId, to: MemberId, bytes: Bytes) {
         self.net.sent += 1;
+        if usize::from(to) >= self.cfg.peers || self.cut_off(from, to) {
+            self.net.lost += 1;
+            return;
+        }
         let (rf, rt) = (
-            self.peers[usize::from(from)].region,
-            self.peers[usize::from(to)].region,
+            self.regions[usize::from(from)],
+            self.regions[usize::from(to)],
         );
-        match self.cfg.net.fate(rf, rt, &mut self.net_rng) {
+        let fate = self.cfg.net.fate(rf, rt, &mut self.net_rng);
+        match fate {
             net::Fate::Lost => self.net.lost += 1,
             net::Fate::Arrives(delays) => {
                 self.net.duplicated += delays.len() as u64 - 1;
@@ -554,50 +817,140 @@ impl<'a> Sim<'a> {
 
     fn outcome(self) -> SimOutcome {
         let cfg = self.cfg;
+        // Survivors: the member's latest process, not crashed and not
+        // stopped by the group going on without it.
+        let mut survivors = Vec::new();
+        let mut excluded = Vec::new();
+        let mut failures = Vec::new();
+        for (m, cur) in self.current.iter().enumerate() {
+            let Some(p) = cur else { continue };
+            let sp = &self.procs[*p];
+            if sp.crashed {
+                continue;
+            }
+            match &sp.failure {
+                None => survivors.push(m as MemberId),
+                Some(f)
+                    if sp.faulted && (f.contains("excluded") || f.contains("not a majority")) =>
+                {
+                    excluded.push((m as MemberId, f.clone()));
+                }
+                Some(f) => failures.push((m as MemberId, f.clone())),
+            }
+        }
+        // Earlier processes of restarted members, and excluded processes,
+        // are not survivors but their logs count for virtual synchrony.
+        let process_logs: Vec<(PeerLog, ViewLog)> = self
+            .procs
+            .iter()
+            .enumerate()
+            .map(|(i, sp)| {
+                let survivor = self.current[usize::from(sp.member)] == Some(i)
+                    && survivors.contains(&sp.member);
+                (
+                    PeerLog {
+                        peer: sp.member,
+                        entries: sp.log.clone(),
+                    },
+                    ViewLog {
+                        marks: sp.views.clone(),
+                        survivor,
+                        sent: sp.sent,
+                    },
+                )
+            })
+            .collect();
+        let (plogs, vlogs): (Vec<PeerLog>, Vec<ViewLog>) = process_logs.iter().cloned().unzip();
+        let vs = mpcomm_check::check_virtual_synchrony(cfg.order, &plogs, &vlogs);
+        // The classic checks, over the members that took part from the
+        // first view to the end: those deliver the same messages.
+        let full: Vec<usize> = self
+            .procs
+            .iter()
+            .enumerate()
+            .filter(|(i, sp)| {
+                !sp.faulted
+                    && sp.failure.is_none()
+                    && self.current[usize::from(sp.member)] == Some(*i)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let faulty = !self.faults.is_empty();
+        let mut sent: Vec<u64> = vec![0; cfg.peers];
+        for sp in &self.procs {
+            let s = &mut sent[usize::from(sp.member)];
+            *s = (*s).max(sp.sent);
+        }
+        if faulty {
+            // A crashed member's last messages may be delivered by nobody:
+            // what the survivors delivered of it is what it "sent".
+            for (m, s) in sent.iter_mut().enumerate() {
+                let survived = full.iter().any(|&i| usize::from(self.procs[i].member) == m);
+                if !survived {
+                    *s = full
+                        .iter()
+                        .flat_map(|&i| self.procs[i].log.iter())
+                        .filter(|e| usize::from(e.sender) == m)
+                        .map(|e| e.seq + 1)
+                        .max()
+                        .unwrap_or(0);
+                }
+            }
+        }
+        let logs: Vec<PeerLog> = if faulty {
+            full.iter()
+                .map(|&i| PeerLog {
+                    peer: self.procs[i].member,
+                    entries: self.procs[i].log.clone(),
+                })
+                .collect()
+        } else {
+            (0..cfg.peers)
+                .map(|m| {
+                    let sp = self.procs.iter().find(|p| usize::from(p.member) == m);
+                    PeerLog {
+                        peer: m as MemberId,
+                        entries: sp.map(|p| p.log.clone()).unwrap_or_default(),
+                    }
+                })
+                .collect()
+        };
         let spec = RunSpec {
             order: cfg.order,
             members: cfg.peers,
-            sent: self.peers.iter().map(|p| p.sent).collect(),
+            sent,
         };
-        let logs: Vec<PeerLog> = self
-            .peers
+        let findings = if faulty {
+            mpcomm_check::check_members(&spec, &logs)
+        } else {
+            mpcomm_check::check(&spec, &logs)
+        };
+        let stuck: Vec<MemberId> = survivors
             .iter()
-            .enumerate()
-            .map(|(i, p)| PeerLog {
-                peer: i as MemberId,
-                entries: p.log.clone(),
+            .copied()
+            .filter(|m| {
+                self.current[usize::from(*m)].is_some_and(|p| self.procs[p].completed_at.is_none())
             })
             .collect();
-        let findings = mpcomm_check::check(&spec, &logs);
-        let failures: Vec<(MemberId, String)> = self
-            .peers
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| p.failure.clone().map(|f| (i as MemberId, f)))
-            .collect();
-        let stuck: Vec<MemberId> = self
-            .peers
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.completed_at.is_none() && p.failure.is_none())
-            .map(|(i, _)| i as MemberId)
-            .collect();
-        let completed = self.peers.iter().all(|p| p.completed_at.is_some());
+        let completed = !survivors.is_empty() && stuck.is_empty();
         let end = self
-            .peers
+            .procs
             .iter()
             .filter_map(|p| p.completed_at)
             .max()
             .unwrap_or(self.now);
-        let peer_stats: Vec<Stats> = self
-            .peers
-            .iter()
-            .map(|p| {
-                p.peer
-                    .as_ref()
+        let peer_stats: Vec<Stats> = (0..cfg.peers)
+            .map(|m| {
+                self.current[m]
+                    .and_then(|p| self.procs[p].peer.as_ref())
                     .map(|p| p.stats().clone())
                     .unwrap_or_default()
             })
+            .collect();
+        let all_stats: Vec<&Stats> = self
+            .procs
+            .iter()
+            .filter_map(|p| p.peer.as_ref().map(|p| p.stats()))
             .collect();
         SimOutcome {
             findings,
@@ -608,7 +961,7 @@ impl<'a> Sim<'a> {
             trace_hash: self.trace.finish(),
             sim_time_ms: end.as_nanos() as f64 / 1e6,
             end_time_ms: self
-                .peers
+                .procs
                 .iter()
                 .filter_map(|p| p.left_at)
                 .max()
@@ -616,13 +969,45 @@ impl<'a> Sim<'a> {
                 .as_nanos() as f64
                 / 1e6,
             after_leave: self.after_leave,
+            views: self.views.into_values().collect(),
+            virtual_synchrony: vs.holds,
+            virtual_synchrony_detail: vs,
+            faults: self.faults,
+            survivors,
+            excluded,
             events: self.events,
             network: self.net,
-            retransmissions: peer_stats.iter().map(|s| s.retransmissions).sum(),
-            datagrams: peer_stats.iter().map(|s| s.datagrams_sent).sum(),
-            dropped: peer_stats.iter().map(|s| s.dropped()).sum(),
+            retransmissions: all_stats.iter().map(|s| s.retransmissions).sum(),
+            datagrams: all_stats.iter().map(|s| s.datagrams_sent).sum(),
+            dropped: all_stats.iter().map(|s| s.dropped()).sum(),
             peer_stats,
             logs,
+            process_logs,
         }
     }
+}
+
+/// `cfg.crashes` crash-stops of distinct members at random times in the
+/// first part of the run, from the seed's fault stream. Never more than a
+/// minority of the group at once would break the majority rule, so at most
+/// `(peers - 1) / 2` members crash.
+fn random_crashes(cfg: &SimConfig, rng: &mut ChaCha8Rng) -> Vec<Fault> {
+    let k = cfg.crashes.min(cfg.peers.saturating_sub(1) / 2);
+    let mut members: Vec<MemberId> = (0..cfg.peers as MemberId).collect();
+    let mut out = Vec::new();
+    // The run's sending phase lasts about messages × mean interval.
+    let mean = (cfg.min_interval + cfg.max_interval) / 2;
+    let span = mean
+        .saturating_mul(cfg.messages.min(u64::from(u32::MAX)) as u32)
+        .max(Duration::from_millis(100));
+    for _ in 0..k {
+        let i = rng.random_range(0..members.len());
+        let member = members.swap_remove(i);
+        let at = Duration::from_nanos(rng.random_range(0..=span.as_nanos() as u64));
+        out.push(Fault::Crash {
+            member,
+            at: at + Duration::from_millis(50),
+        });
+    }
+    out
 }

@@ -53,6 +53,9 @@ async fn main() -> anyhow::Result<()> {
                     GroupEvent::Delivery(d) => {
                         transcript.push(String::from_utf8_lossy(&d.payload).into_owned())
                     }
+                    GroupEvent::View {
+                        id: view, members, ..
+                    } => println!("[member {id}] view {view}: {members:?}"),
                     GroupEvent::Completed => break,
                     GroupEvent::Failed(e) => return Err(anyhow::Error::new(e)),
                 }

@@ -173,4 +173,18 @@ pub trait Ordering: Send {
     fn poll_control(&mut self) -> Option<Bytes> {
         None
     }
+
+    /// `member` will send nothing more in this view (it was never in it, or
+    /// it left): do not wait for it. Nothing by default.
+    fn exclude(&mut self, _member: MemberId) {}
+
+    /// The view is closing: every record that will ever be delivered in it
+    /// has been handed to the engine (the flush of a view change decided
+    /// the set, and the peer holds all of it). Deliver everything still
+    /// held, in this order's way, without waiting for anyone — nothing more
+    /// can come, so nothing can sort before what is held. Records that can
+    /// never be delivered in order (an engine that needs a predecessor that
+    /// is not in the set) are dropped, the same way at every member. By
+    /// default the engine's normal rule already delivers everything.
+    fn close_view(&mut self) {}
 }

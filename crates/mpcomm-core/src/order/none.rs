@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 
 use super::{OrderKind, Ordering};
-use crate::wire::Record;
+use crate::wire::{Record, RecordKind};
 
 /// Arrival-order engine.
 #[derive(Debug, Default)]
@@ -30,11 +30,24 @@ impl Ordering for ArrivalOrder {
     }
 
     fn on_arrival(&mut self, rec: &Record) {
-        // Cloning a record only bumps the reference counts of its buffers.
-        self.ready.push_back(rec.clone());
+        // Data goes out the moment it arrives. (Cloning a record only bumps
+        // the reference counts of its buffers.)
+        if matches!(rec.kind, RecordKind::Data { .. }) {
+            self.ready.push_back(rec.clone());
+        }
     }
 
-    fn on_fifo(&mut self, _rec: Record) {}
+    /// The end-of-stream marker waits until the link releases it in order,
+    /// that is, after every record its sender sent before it: so when a
+    /// peer learns that a member ended its stream, it has delivered all of
+    /// that member's messages. (Arrival order for data is the point of
+    /// `none`; for the marker it would only mean guessing what is still
+    /// missing.)
+    fn on_fifo(&mut self, rec: Record) {
+        if matches!(rec.kind, RecordKind::EndOfStream { .. }) {
+            self.ready.push_back(rec);
+        }
+    }
 
     fn poll_deliver(&mut self) -> Option<Record> {
         self.ready.pop_front()

@@ -90,6 +90,8 @@ pub struct TotalOrder {
     min_bound: u64,
     min_stale: bool,
     queue: BinaryHeap<Held>,
+    /// The view is closing: the held set is final, deliver it all.
+    closing: bool,
 }
 
 impl TotalOrder {
@@ -101,6 +103,7 @@ impl TotalOrder {
             min_bound: 0,
             min_stale: true,
             queue: BinaryHeap::new(),
+            closing: false,
         }
     }
 
@@ -159,7 +162,7 @@ impl Ordering for TotalOrder {
 
     fn poll_deliver(&mut self) -> Option<Record> {
         let head = self.queue.peek()?.0.stamp;
-        if head <= self.min_other_bound() {
+        if self.closing || head <= self.min_other_bound() {
             self.queue.pop().map(|h| h.0)
         } else {
             None
@@ -185,6 +188,20 @@ impl Ordering for TotalOrder {
 
     fn acks_to_all(&self) -> bool {
         true
+    }
+
+    fn exclude(&mut self, member: MemberId) {
+        if let Some(b) = self.bound.get_mut(usize::from(member)) {
+            *b = u64::MAX;
+            self.min_stale = true;
+        }
+    }
+
+    /// Every record of the closing view is in the queue: none can still
+    /// arrive to sort before the head, so the whole queue goes out in key
+    /// order — the order every survivor uses, since they hold the same set.
+    fn close_view(&mut self) {
+        self.closing = true;
     }
 }
 

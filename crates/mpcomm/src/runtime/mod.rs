@@ -46,6 +46,7 @@
 //! while let Some(event) = rx.next().await {
 //!     match event {
 //!         GroupEvent::Delivery(d) => println!("{}:{} {:?}", d.sender, d.seq, d.payload),
+//!         GroupEvent::View { id, members, .. } => println!("view {id}: {members:?}"),
 //!         GroupEvent::Completed => break,
 //!         GroupEvent::Failed(e) => anyhow::bail!(e),
 //!     }
@@ -142,6 +143,21 @@ impl GroupOptions {
 pub enum GroupEvent {
     /// A message, in the group's delivery order.
     Delivery(Delivery),
+    /// A new view: the members changed (one crashed or was excluded, one
+    /// joined). Deliveries before this event belong to the previous view,
+    /// after it to this one; every member that installs this view delivered
+    /// the same messages in the previous one (virtual synchrony). The first
+    /// view (id 1, the whole member list) comes before any delivery.
+    View {
+        /// The view's number.
+        id: u32,
+        /// Its members, in id order.
+        members: Vec<MemberId>,
+        /// Members new in it.
+        joined: Vec<MemberId>,
+        /// Members of the previous view not in it.
+        left: Vec<MemberId>,
+    },
     /// Every member finished and everything was delivered.
     Completed,
     /// The run failed.
@@ -607,6 +623,17 @@ impl Driver {
                     continue;
                 }
                 Event::Deliver(d) => GroupEvent::Delivery(d),
+                Event::View {
+                    id,
+                    members,
+                    joined,
+                    left,
+                } => GroupEvent::View {
+                    id,
+                    members,
+                    joined,
+                    left,
+                },
                 Event::Completed => {
                     self.stats.send_replace(self.peer.stats().clone());
                     GroupEvent::Completed

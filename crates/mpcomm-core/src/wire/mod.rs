@@ -29,6 +29,10 @@
 use bytes::{Buf, Bytes};
 use thiserror::Error;
 
+pub mod view;
+
+pub use view::{Item, ViewFrame, ViewHead, ViewMsgKind};
+
 /// A member's id within a run's group: `0..N`.
 pub type MemberId = u16;
 
@@ -92,6 +96,11 @@ pub mod kind {
     /// An ordering engine's own message (reserved for engines such as a
     /// fixed sequencer), carried in the same reliable stream as data.
     pub const CONTROL: u8 = 0x06;
+    /// A message of a view change (proposal, state report, installation,
+    /// relay request, "not a member"); see [`super::view`].
+    pub const VIEW: u8 = 0x10;
+    /// A record of *another* member's stream, relayed during a view change.
+    pub const RELAY: u8 = 0x11;
 }
 
 /// The fixed header at the start of every datagram.
@@ -280,6 +289,11 @@ pub enum Frame {
     Ack(Ack),
     /// A record of the datagram sender's stream (data, EOS or control).
     Record(Record),
+    /// A view-change message.
+    View(ViewFrame),
+    /// A record of another member's stream (named by its `sender`),
+    /// relayed during a view change.
+    Relay(Record),
 }
 
 /// Why a byte string is not a valid mpcomm datagram.
@@ -481,6 +495,9 @@ fn check_frame(body: &[u8], offset: usize) -> Result<(u8, usize, usize), DecodeE
             }
             Ok((kind, start, end))
         }
+        kind::VIEW if view::check_view(b) => Ok((kind, start, end)),
+        kind::RELAY if view::check_relay(b) => Ok((kind, start, end)),
+        kind::VIEW | kind::RELAY => Err(bad_length),
         _ => Err(DecodeError::UnknownKind { offset, kind }),
     }
 }
@@ -494,6 +511,8 @@ fn decode_frame(
     let (kind, start, end) = check_frame(body, offset)?;
     let mut b = &body[start..end];
     let frame = match kind {
+        kind::VIEW => Frame::View(view::decode_view(body, start, end)),
+        kind::RELAY => Frame::Relay(view::decode_relay(body, start, end)),
         kind::HELLO | kind::HELLO_ACK => {
             let hello = Hello {
                 members: b.get_u16(),
@@ -685,30 +704,42 @@ impl<'a> DatagramWriter<'a> {
     /// extension is longer than [`MAX_EXT`] or an EOS carries a payload
     /// (neither could be decoded).
     pub fn push_record(&mut self, rec: &Record) -> bool {
-        if rec.ext.len() > MAX_EXT {
+        let Some((kind, value)) = record_kind(rec) else {
             return false;
-        }
-        let (kind, value) = match rec.kind {
-            RecordKind::Data { seq } => (kind::DATA, seq),
-            RecordKind::EndOfStream { count } => {
-                if !rec.payload.is_empty() {
-                    return false;
-                }
-                (kind::EOS, count)
-            }
-            RecordKind::Control => (kind::CONTROL, 0),
         };
         let body_len = RECORD_FIXED_LEN + rec.ext.len() + rec.payload.len();
         let Some(out) = self.frame(kind, body_len) else {
             return false;
         };
-        out[0..8].copy_from_slice(&rec.link_seq.to_be_bytes());
-        out[8..16].copy_from_slice(&value.to_be_bytes());
-        out[16..24].copy_from_slice(&rec.stamp.to_be_bytes());
-        out[24] = rec.ext.len() as u8;
-        let ext_end = RECORD_FIXED_LEN + rec.ext.len();
-        out[RECORD_FIXED_LEN..ext_end].copy_from_slice(&rec.ext);
-        out[ext_end..].copy_from_slice(&rec.payload);
+        write_record_body(out, rec, value);
+        true
+    }
+
+    /// Appends a RELAY frame carrying `rec`, a record of `rec.sender`'s
+    /// stream. Returns `false` if it does not fit or cannot be encoded.
+    pub fn push_relay(&mut self, rec: &Record) -> bool {
+        let Some((kind, value)) = record_kind(rec) else {
+            return false;
+        };
+        let body_len =
+            view::RELAY_PREFIX_LEN + RECORD_FIXED_LEN + rec.ext.len() + rec.payload.len();
+        let Some(out) = self.frame(kind::RELAY, body_len) else {
+            return false;
+        };
+        out[0..2].copy_from_slice(&rec.sender.to_be_bytes());
+        out[2] = kind;
+        write_record_body(&mut out[view::RELAY_PREFIX_LEN..], rec, value);
+        true
+    }
+
+    /// Appends one part of a VIEW message. Returns `false` if it does not
+    /// fit (parts made by [`view::split_parts`] always fit an otherwise
+    /// empty datagram).
+    pub fn push_view(&mut self, head: &ViewHead, items: &[Item]) -> bool {
+        let Some(out) = self.frame(kind::VIEW, view::view_body_len(items)) else {
+            return false;
+        };
+        view::write_view(out, head, items);
         true
     }
 
@@ -716,6 +747,31 @@ impl<'a> DatagramWriter<'a> {
     pub fn finish(self) -> usize {
         self.len
     }
+}
+
+/// A record's frame kind and the value of its `value` field, or `None` if it
+/// cannot be encoded (an extension too long, an EOS with a payload).
+fn record_kind(rec: &Record) -> Option<(u8, u64)> {
+    if rec.ext.len() > MAX_EXT {
+        return None;
+    }
+    match rec.kind {
+        RecordKind::Data { seq } => Some((kind::DATA, seq)),
+        RecordKind::EndOfStream { count } => rec.payload.is_empty().then_some((kind::EOS, count)),
+        RecordKind::Control => Some((kind::CONTROL, 0)),
+    }
+}
+
+/// Writes a record's body (everything after the frame prefix) into `out`,
+/// which is exactly as long as the body.
+fn write_record_body(out: &mut [u8], rec: &Record, value: u64) {
+    out[0..8].copy_from_slice(&rec.link_seq.to_be_bytes());
+    out[8..16].copy_from_slice(&value.to_be_bytes());
+    out[16..24].copy_from_slice(&rec.stamp.to_be_bytes());
+    out[24] = rec.ext.len() as u8;
+    let ext_end = RECORD_FIXED_LEN + rec.ext.len();
+    out[RECORD_FIXED_LEN..ext_end].copy_from_slice(&rec.ext);
+    out[ext_end..].copy_from_slice(&rec.payload);
 }
 
 /// Encodes a whole datagram into a new vector (for tests and tools; the
@@ -730,6 +786,11 @@ pub fn encode(header: Header, frames: &[Frame]) -> Option<Vec<u8>> {
             Frame::HelloAck(h) => w.push_hello(*h, true),
             Frame::Ack(a) => w.push_ack(a),
             Frame::Record(r) => w.push_record(r),
+            Frame::Relay(r) => w.push_relay(r),
+            Frame::View(v) => {
+                let items: Vec<Item> = v.items().collect();
+                w.push_view(&v.head, &items)
+            }
         };
         if !ok {
             return None;
@@ -963,11 +1024,70 @@ mod tests {
                     payload
                 },
             });
+        let item = prop_oneof![
+            (any::<u16>(), any::<u64>())
+                .prop_map(|(id, incarnation)| Item::Member { id, incarnation }),
+            (any::<u16>(), any::<u64>(), any::<u64>()).prop_map(|(sender, from, count)| {
+                Item::Range {
+                    sender,
+                    from,
+                    count,
+                }
+            }),
+            (any::<u16>(), any::<u16>()).prop_map(|(sender, donor)| Item::Donor { sender, donor }),
+            any::<u64>().prop_map(Item::Clock),
+            (any::<u16>(), any::<u64>())
+                .prop_map(|(id, incarnation)| Item::Finished { id, incarnation }),
+        ];
+        let msg = prop_oneof![
+            Just(ViewMsgKind::Propose),
+            Just(ViewMsgKind::State),
+            Just(ViewMsgKind::Install),
+            Just(ViewMsgKind::RelayRequest),
+            Just(ViewMsgKind::NotMember),
+            Just(ViewMsgKind::Suspect),
+        ];
+        let view = (
+            msg,
+            any::<u32>(),
+            any::<u32>(),
+            any::<u16>(),
+            (1u8..5),
+            proptest::collection::vec(item, 0..12),
+        )
+            .prop_map(|(msg, old_view, round, coord, parts, items)| {
+                let head = ViewHead {
+                    msg,
+                    old_view,
+                    round,
+                    coord,
+                    part: parts - 1,
+                    parts,
+                };
+                ViewFrame::new(head, &items)
+            });
+        let relay = (
+            any::<u16>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            arb_bytes(300),
+        )
+            .prop_map(|(sender, link_seq, seq, stamp, payload)| Record {
+                sender,
+                link_seq,
+                kind: RecordKind::Data { seq },
+                stamp,
+                ext: Bytes::new(),
+                payload,
+            });
         prop_oneof![
             hello.clone().prop_map(Frame::Hello),
             hello.prop_map(Frame::HelloAck),
             ack.prop_map(Frame::Ack),
             record.prop_map(Frame::Record),
+            view.prop_map(Frame::View),
+            relay.prop_map(Frame::Relay),
         ]
     }
 
@@ -1016,6 +1136,11 @@ mod tests {
                         Frame::Hello(_) | Frame::HelloAck(_) => FRAME_PREFIX_LEN + HELLO_LEN,
                         Frame::Ack(a) => DatagramWriter::ack_len(&a) ,
                         Frame::Record(r) => r.encoded_len(),
+                        Frame::Relay(r) => r.encoded_len() + view::RELAY_PREFIX_LEN,
+                        Frame::View(v) => {
+                            let items: Vec<Item> = v.items().collect();
+                            FRAME_PREFIX_LEN + view::view_body_len(&items)
+                        }
                     };
                 }
                 // ACKs may carry trailing zero words we would not write, so
