@@ -13,6 +13,8 @@ use super::*;
 /// 10 ms, each sent 5 ms before it was delivered.
 fn log(peer: u16, msgs: &[(u16, u64)]) -> PeerLog {
     PeerLog {
+        meta: None,
+        end: None,
         peer,
         entries: msgs
             .iter()

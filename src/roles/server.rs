@@ -690,10 +690,7 @@ fn read_logs(dir: &Path, members: &[MemberOutcome]) -> anyhow::Result<Vec<PeerLo
             };
             let path = dir.join(format!("member-{}.{suffix}", m.id));
             if m.entries == 0 {
-                return Ok(PeerLog {
-                    peer: m.id,
-                    entries: Vec::new(),
-                });
+                return Ok(PeerLog::new(m.id, Vec::new()));
             }
             let file = std::fs::File::open(&path)
                 .with_context(|| format!("cannot open {}", path.display()))?;

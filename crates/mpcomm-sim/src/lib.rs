@@ -507,10 +507,7 @@ impl<'a> Sim<'a> {
             .peers
             .iter()
             .enumerate()
-            .map(|(i, p)| PeerLog {
-                peer: i as MemberId,
-                entries: p.log.clone(),
-            })
+            .map(|(i, p)| PeerLog::new(i as MemberId, p.log.clone()))
             .collect();
         let findings = mpcomm_check::check(&spec, &logs);
         let failures: Vec<(MemberId, String)> = self
