@@ -327,12 +327,14 @@ fn run_dir(tag: &str, failed: bool) -> TempDir {
                 },
                 error: None,
                 entries: 4,
+                at_s: None,
                 stats: m.stats.clone(),
             })
             .collect(),
         findings: if failed { None } else { i.findings.clone() },
         report: None,
         report_error: None,
+        unreadable_logs: Vec::new(),
     };
     std::fs::write(
         dir.path().join("summary.json"),
