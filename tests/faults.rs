@@ -229,6 +229,26 @@ async fn a_killed_peer_leaves_a_partial_log_and_the_run_keeps_every_other_log() 
         assert_eq!(f["passed"], false);
         assert_eq!(f["consistent"], true, "{f}");
         assert_eq!(f["partial_logs"], serde_json::json!([2]));
+
+        // The victim, started again on the same data directory, names the
+        // partial log its predecessor left (and deletes nothing).
+        let again = c.add_peer("charlie", "r1").await;
+        let err = within(
+            Duration::from_secs(20),
+            "the restarted peer to name the partial log",
+            async {
+                loop {
+                    let err = again.proc.stderr();
+                    if err.contains(&*log.to_string_lossy()) {
+                        return err;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        )
+        .await;
+        assert!(err.contains("left incomplete"), "{err}");
+        assert!(log.is_file());
     })
     .await
 }
