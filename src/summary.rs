@@ -43,6 +43,21 @@ pub fn findings_table(f: &Findings) -> String {
         s.push('\n');
     }
     let _ = writeln!(s, "  delivered         {} of {}", f.delivered, f.expected);
+    if !f.complete {
+        let _ = writeln!(s, "  complete          NO: {}", incomplete(f));
+        let _ = write!(s, "  consistent        ");
+        match (&f.counterexamples.consistency, f.consistent) {
+            (_, true) => {
+                let _ = writeln!(s, "yes: {}", consistency_rule(f));
+            }
+            (Some(e), false) => {
+                let _ = writeln!(s, "NO: {e}");
+            }
+            (None, false) => {
+                let _ = writeln!(s, "NO");
+            }
+        }
+    }
     if let Some(l) = &f.latency_us {
         let ms = |us: u64| us as f64 / 1e3;
         let _ = writeln!(
@@ -57,7 +72,54 @@ pub fn findings_table(f: &Findings) -> String {
     let _ = writeln!(
         s,
         "  verdict           {}",
-        if f.passed { "PASS" } else { "FAIL" }
+        match (f.passed, f.complete) {
+            (true, _) => "PASS",
+            (false, false) => "FAIL (the run did not complete)",
+            (false, true) => "FAIL",
+        }
     );
     s
+}
+
+/// Which members' logs are missing or cut short, in one line.
+fn incomplete(f: &Findings) -> String {
+    let list = |v: &[u16]| {
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if !f.missing_logs.is_empty() {
+        parts.push(format!("no log of member {}", list(&f.missing_logs)));
+    }
+    if !f.partial_logs.is_empty() {
+        parts.push(format!(
+            "partial log of member {} (no end line: its writer was killed)",
+            list(&f.partial_logs)
+        ));
+    }
+    if !f.failed_logs.is_empty() {
+        parts.push(format!("member {} failed", list(&f.failed_logs)));
+    }
+    if parts.is_empty() {
+        "the logs do not tell of a whole run".to_string()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// What "consistent" meant for the findings' order, in words.
+fn consistency_rule(f: &Findings) -> &'static str {
+    use mpcomm_check::Property;
+    let Ok(order) = f.order.parse::<mpcomm_core::OrderKind>() else {
+        return "nothing delivered twice or invented";
+    };
+    if Property::TotalOrder.promised_by(order) {
+        "every log is a prefix of one sequence (what was delivered, was delivered in one order)"
+    } else if Property::Fifo.promised_by(order) {
+        "each sender's messages in order, without gaps"
+    } else {
+        "nothing delivered twice or invented"
+    }
 }

@@ -62,10 +62,161 @@ fn a_correct_run_exits_0() {
         "{}",
         text(&out)
     );
-    let out = check(&[&a, &b], &["--json"]);
+    let out = check(&[&a, &b], &["--json", "--order", "total"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["passed"], true);
     assert_eq!(v["delivered"], 8);
+}
+
+/// Logs without a meta line (version 1) do not say their order: `check`
+/// asks for it instead of assuming one.
+#[test]
+fn version_1_logs_need_their_order() {
+    let d = temp_dir("v1-order");
+    let a = write_log(d.path(), "a.jsonl", 5, 0, &GOOD);
+    let out = check(&[&a], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--order"), "{}", text(&out));
+}
+
+/// Writes a version-2 log: meta line, deliveries, and an end line with
+/// `end` as its status (none: a partial log, as a killed peer leaves it).
+fn write_v2(
+    dir: &Path,
+    name: &str,
+    (order, members, messages): (&str, usize, u64),
+    peer: u16,
+    msgs: &[(u16, u64)],
+    end: Option<&str>,
+) -> PathBuf {
+    let mut text = format!(
+        "{{\"type\":\"meta\",\"format\":2,\"run\":5,\"peer\":{peer},\"order\":\"{order}\",\"members\":{members},\"messages\":{messages}}}\n"
+    );
+    for (i, (sender, seq)) in msgs.iter().enumerate() {
+        text.push_str(&format!(
+            "{{\"run\":5,\"peer\":{peer},\"sender\":{sender},\"seq\":{seq},\"stamp\":{},\"sent_us\":1000,\"delivered_us\":{}}}\n",
+            i + 1,
+            1000 + 10 * i
+        ));
+    }
+    if let Some(status) = end {
+        text.push_str(&format!(
+            "{{\"type\":\"end\",\"status\":\"{status}\",\"delivered\":{}}}\n",
+            msgs.len()
+        ));
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Issue 10, item 10: the same `none` logs passed as a directory and
+/// failed as bare files (which were assumed to be `total`). Logs of
+/// version 2 carry their order: the verdicts agree.
+#[test]
+fn bare_files_and_their_directory_give_the_same_verdict() {
+    let d = temp_dir("same-verdict");
+    let run = ("none", 2, 2);
+    let a = write_v2(d.path(), "member-0.jsonl", run, 0, &GOOD, Some("completed"));
+    let swapped = [(1, 0), (0, 0), (0, 1), (1, 1)];
+    let b = write_v2(
+        d.path(),
+        "member-1.jsonl",
+        run,
+        1,
+        &swapped,
+        Some("completed"),
+    );
+    let summary = serde_json::json!({
+        "params": {"order": "none", "messages": 2},
+        "members": [{"id": 0, "status": "completed"}, {"id": 1, "status": "completed"}]
+    });
+    std::fs::write(d.path().join("summary.json"), summary.to_string()).unwrap();
+    let from_dir = check(&[d.path()], &["--json"]);
+    let from_files = check(&[&a, &b], &["--json"]);
+    assert_eq!(from_dir.status.code(), Some(0), "{}", text(&from_dir));
+    assert_eq!(from_files.status.code(), Some(0), "{}", text(&from_files));
+    assert_eq!(from_dir.stdout, from_files.stdout);
+    // A flag that contradicts the logs is refused.
+    let out = check(&[&a, &b], &["--order", "total"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("the logs say their order is none"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Issue 10, item 10: two truncated logs of a crashed run read
+/// `integrity ok … PASS` unless the counts were typed. Partial logs (no end
+/// line) never pass, whatever they hold.
+#[test]
+fn partial_logs_of_a_crashed_run_never_pass() {
+    let d = temp_dir("crashed");
+    let run = ("total", 2, 2);
+    let a = write_v2(d.path(), "a.jsonl", run, 0, &GOOD[..2], None);
+    let b = write_v2(d.path(), "b.jsonl", run, 1, &GOOD[..1], None);
+    let out = check(&[&a, &b], &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(!t.contains("PASS"), "{t}");
+    assert!(t.contains("partial"), "{t}");
+    assert!(t.contains("consistent        yes"), "{t}");
+    // One log of a group of two, even a complete one, does not pass either.
+    let a = write_v2(d.path(), "a.jsonl", run, 0, &GOOD, Some("completed"));
+    let out = check(&[&a], &["--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["missing_logs"], serde_json::json!([1]));
+}
+
+/// A failed run's directory, with a member that left no log: read, not
+/// refused (it used to exit 2 naming the file that is not there).
+#[test]
+fn a_failed_run_directory_is_read_and_says_what_happened() {
+    let d = temp_dir("failed-dir");
+    let run = ("total", 3, 2);
+    write_v2(
+        d.path(),
+        "member-0.jsonl",
+        run,
+        0,
+        &GOOD[..3],
+        Some("failed"),
+    );
+    write_v2(
+        d.path(),
+        "member-1.jsonl",
+        run,
+        1,
+        &GOOD[..2],
+        Some("failed"),
+    );
+    let summary = serde_json::json!({
+        "error": "peer 2 (charlie) disconnected during the run (connection closed): its process probably died",
+        "params": {"order": "total", "messages": 2},
+        "members": [
+            {"id": 0, "name": "alpha", "status": "failed", "error": "aborted by the comparison server", "at_s": 1.5},
+            {"id": 1, "name": "bravo", "status": "failed", "error": "aborted by the comparison server", "at_s": 1.5},
+            {"id": 2, "name": "charlie", "status": "missing", "error": "its control connection closed 0.9 s into the run (connection closed) before it reported", "at_s": 0.9}
+        ]
+    });
+    std::fs::write(d.path().join("summary.json"), summary.to_string()).unwrap();
+    let out = check(&[d.path()], &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    for needle in [
+        "the run FAILED: peer 2 (charlie) disconnected",
+        "no log",
+        "charlie",
+        "0.9 s into the run",
+        "3 of 6",
+        "prefix of one sequence",
+        "FAIL (the run did not complete)",
+    ] {
+        assert!(t.contains(needle), "{needle:?} not in:\n{t}");
+    }
+    assert!(!t.contains("PASS"), "{t}");
 }
 
 #[test]

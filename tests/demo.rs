@@ -246,3 +246,82 @@ async fn an_interrupted_demo_stops_everything() {
     let dir = opts.data_dir.to_string_lossy().into_owned();
     assert_eq!(processes_mentioning(&dir), Vec::<u32>::new());
 }
+
+/// Issue 10, item 13: Ctrl-C on the demo printed a `WARN … connection
+/// reset` line per peer. Ctrl-C in a terminal sends SIGINT to every
+/// process of the job — the demo and the processes it started — so the
+/// peers are already going when the demo asks them to stop; that is not
+/// worth a warning. (Here the peers are killed outright and the group
+/// manager gets no signal, so that the demo surely finds the peers gone
+/// while the group manager still lists them: the case that made the
+/// noise, without a race between the peers unregistering and the demo.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_the_demo_quietly() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let tmp = temp_dir("ctrl-c");
+    let dir = tmp.path().join("demo");
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "demo",
+            "--peers",
+            "3",
+            "--messages",
+            "1000",
+            "--data-dir",
+            &dir_arg,
+        ])
+        // A job of its own, as a shell starts it.
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap() as i32;
+    let mut stderr = child.stderr.take().unwrap();
+    let read_err = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut s).await;
+        s
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let drain = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut s).await;
+    });
+    // Wait for the first run to begin (its directory appears), then press
+    // "Ctrl-C".
+    let runs = dir.join("runs");
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while std::fs::read_dir(&runs).map_or(0, |d| d.count()) == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the demo's first run did not start within 60 s");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let is_peer = |p: u32| {
+        let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        // Arguments are separated by NUL bytes: `mpcomm peer …`.
+        cmdline.split(|&b| b == 0).nth(1) == Some(&b"peer"[..])
+    };
+    for (child, _) in children_of(pid as u32) {
+        if is_peer(child) {
+            let _ = kill(Pid::from_raw(child as i32), Signal::SIGKILL);
+        }
+    }
+    kill(Pid::from_raw(pid), Signal::SIGINT).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("the demo did not stop within 60 s")
+        .unwrap();
+    let err = read_err.await.unwrap();
+    let _ = drain.await;
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(!err.contains("WARN"), "Ctrl-C made noise:\n{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert_eq!(processes_mentioning(&dir_arg), Vec::<u32>::new());
+}

@@ -897,11 +897,14 @@ async fn bad_arguments_give_a_clear_error_and_no_panic() {
             ),
             (
                 // Nobody listens on port 1: the peer must say whom it could
-                // not reach, and exit, not retry forever.
+                // not reach and how to start it, and exit once its
+                // --connect-timeout is over, not retry forever.
                 vec![
                     "peer",
                     "--group-manager",
                     "127.0.0.1:1",
+                    "--connect-timeout",
+                    "500ms",
                     "--bind",
                     "127.0.0.1:0",
                     "--control",
@@ -909,7 +912,7 @@ async fn bad_arguments_give_a_clear_error_and_no_panic() {
                     "--data-dir",
                     &data,
                 ],
-                vec!["group manager", "127.0.0.1:1"],
+                vec!["group manager", "127.0.0.1:1", "mpcomm group-manager"],
             ),
             (vec!["server", "--order", "bogus"], vec!["--order", "bogus"]),
             (

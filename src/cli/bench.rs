@@ -12,8 +12,8 @@ use mpcomm_core::OrderKind;
 /// Arguments of `mpcomm bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Number of peer processes.
-    #[arg(long, default_value_t = 3)]
+    /// Number of peer processes (at least 2).
+    #[arg(long, default_value_t = 3, value_parser = parse_peers)]
     peers: usize,
     /// Messages each peer multicasts.
     #[arg(long, default_value_t = 20_000)]
@@ -22,8 +22,13 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 64)]
     size: usize,
     /// Orders to measure, comma-separated.
-    #[arg(long, default_value = "none,total", value_delimiter = ',')]
-    order: Vec<OrderKind>,
+    #[arg(
+        long,
+        alias = "order",
+        default_value = "none,total",
+        value_delimiter = ','
+    )]
+    orders: Vec<OrderKind>,
     /// Messages per second per peer (default: as fast as flow control allows).
     #[arg(long)]
     rate: Option<f64>,
@@ -46,6 +51,21 @@ pub struct BenchArgs {
     json: bool,
 }
 
+/// A benchmark of one peer measures nothing: it multicasts to itself, over
+/// no network. Refused with that reason rather than run.
+fn parse_peers(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of peers"))?;
+    match n {
+        0 | 1 => Err(format!(
+            "--peers must be at least 2: with {n} peer{} nothing crosses the network, so there is nothing to measure",
+            if n == 1 { "" } else { "s" }
+        )),
+        _ => Ok(n),
+    }
+}
+
 fn parse_ack_delay(s: &str) -> Result<Duration, String> {
     let d = mpcomm_sim::net::parse_duration(s).map_err(|e| e.to_string())?;
     if d > Duration::from_secs(1) {
@@ -59,14 +79,16 @@ fn parse_ack_delay(s: &str) -> Result<Duration, String> {
 /// Runs `mpcomm bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(w) = &args.wan {
-        w.parse::<mpcomm_sim::NetProfile>()
-            .map_err(|e| anyhow::anyhow!("--wan: {e}"))?;
+        let net = super::wan::parse(w).map_err(anyhow::Error::msg)?;
+        for line in super::wan::describe(&net) {
+            eprintln!("{line}");
+        }
     }
     let opts = BenchOptions {
         peers: args.peers,
         messages: args.messages,
         size: args.size,
-        orders: args.order.clone(),
+        orders: args.orders.clone(),
         rate: args.rate,
         raw_udp: !args.no_baseline,
         wan: args.wan.clone(),

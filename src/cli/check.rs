@@ -1,24 +1,34 @@
 //! `mpcomm check PATH…`: verify delivery logs offline.
 //!
 //! PATH is a run directory (as the server stores it: `summary.json` and
-//! `member-K.jsonl` files) or one or more log files. From a run directory
-//! the order and the message counts come from `summary.json`; for bare log
-//! files give `--order` (default `total`), and the counts are inferred from
-//! the logs (each sender's highest sequence number seen, plus one) unless
-//! `--messages` says how many each member sent.
+//! `member-K.jsonl` files) or one or more log files. Logs of version 2 say
+//! themselves which run, order, group size and message counts they belong
+//! to (their meta line), so a run directory and its bare log files give the
+//! same verdict. Logs of version 1 do not: give `--order` (required),
+//! and `--members`/`--messages` unless they can be inferred from the logs
+//! (each sender's highest sequence number seen, plus one).
 //!
-//! Exit status: 0 when every property the order promises holds, 1 when one
-//! fails, 2 when the input cannot be read (the message says which file, which
-//! line and why).
+//! A run that stopped early — a member killed, the others giving up — is
+//! read as what it is: the output says who has no log, whose log is
+//! partial (no end line: its writer was killed) or failed, how far each
+//! member got and when it stopped, and whether what was delivered is
+//! consistent (for `total`: every log a prefix of one sequence). Such a
+//! run never passes.
+//!
+//! Exit status: 0 when the run is complete and every property its order
+//! promises holds, 1 otherwise (with the first counter-example), 2 when the
+//! input cannot be read (the message says which file, which line and why).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use mpcomm_check::log::{LogStatus, spec_from_meta};
 use mpcomm_check::{Findings, PeerLog, RunSpec, check_detailed};
-use mpcomm_core::OrderKind;
+use mpcomm_core::{MemberId, OrderKind};
 use serde::Deserialize;
 
 /// Arguments of `mpcomm check`.
@@ -27,13 +37,15 @@ pub struct CheckArgs {
     /// A run directory, or delivery log files (one per peer).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// The run's order, for bare log files (a run directory knows its own).
+    /// The run's order, for version-1 log files (logs of version 2, and run
+    /// directories, know their own).
     #[arg(long)]
     order: Option<OrderKind>,
-    /// Messages each member sent, for bare log files (default: inferred).
+    /// Messages each member sent, for version-1 log files (default:
+    /// inferred).
     #[arg(long)]
     messages: Option<u64>,
-    /// Group size, for bare log files (default: inferred).
+    /// Group size, for version-1 log files (default: inferred).
     #[arg(long)]
     members: Option<usize>,
     /// Print the findings as one JSON object.
@@ -46,6 +58,8 @@ pub struct CheckArgs {
 struct Summary {
     params: SummaryParams,
     members: Vec<SummaryMember>,
+    #[serde(default)]
+    error: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -58,13 +72,28 @@ struct SummaryParams {
 struct SummaryMember {
     id: u16,
     #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
     status: String,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    at_s: Option<f64>,
+}
+
+/// What was read: the spec, the logs (sorted by peer), their sources, and
+/// what the server said about the run, for a run directory.
+struct Loaded {
+    spec: RunSpec,
+    logs: Vec<PeerLog>,
+    sources: Vec<String>,
+    summary: Option<Summary>,
 }
 
 /// Runs `mpcomm check`. Unreadable input is reported here and exits 2.
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     match load(&args) {
-        Ok((spec, logs, sources)) => report(&args, &spec, &logs, &sources),
+        Ok(loaded) => report(&args, &loaded),
         Err(e) => {
             eprintln!("mpcomm check: {e:#}");
             Ok(ExitCode::from(2))
@@ -72,7 +101,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn load(args: &CheckArgs) -> anyhow::Result<(RunSpec, Vec<PeerLog>, Vec<String>)> {
+fn load(args: &CheckArgs) -> anyhow::Result<Loaded> {
     if let [dir] = args.paths.as_slice()
         && dir.is_dir()
     {
@@ -97,6 +126,61 @@ fn load(args: &CheckArgs) -> anyhow::Result<(RunSpec, Vec<PeerLog>, Vec<String>)
             bail!("{other} and {name} are both logs of peer {}", log.peer);
         }
     }
+    let spec = match spec_from_meta(&logs, &names)? {
+        Some(spec) => {
+            agree_with_flags(args, &spec)?;
+            spec
+        }
+        None => spec_from_flags(args, &logs)?,
+    };
+    let mut both: Vec<(PeerLog, String)> = logs.into_iter().zip(names).collect();
+    both.sort_by_key(|(l, _)| l.peer);
+    let (logs, sources) = both.into_iter().unzip();
+    Ok(Loaded {
+        spec,
+        logs,
+        sources,
+        summary: None,
+    })
+}
+
+/// Flags given for logs that say the same things themselves must agree.
+fn agree_with_flags(args: &CheckArgs, spec: &RunSpec) -> anyhow::Result<()> {
+    if let Some(o) = args.order
+        && o != spec.order
+    {
+        bail!(
+            "--order {o}, but the logs say their order is {}",
+            spec.order
+        );
+    }
+    if let Some(m) = args.members
+        && m != spec.members
+    {
+        bail!(
+            "--members {m}, but the logs say the group had {} members",
+            spec.members
+        );
+    }
+    if let Some(m) = args.messages
+        && spec.sent.iter().any(|&s| s != m)
+    {
+        bail!(
+            "--messages {m}, but the logs say otherwise ({:?})",
+            spec.sent
+        );
+    }
+    Ok(())
+}
+
+/// The spec of version-1 logs: from the flags, the rest inferred.
+fn spec_from_flags(args: &CheckArgs, logs: &[PeerLog]) -> anyhow::Result<RunSpec> {
+    let Some(order) = args.order else {
+        bail!(
+            "these logs do not say which order they were run with (they have no meta line: \
+             written by an older mpcomm); give it with --order none|fifo|total"
+        );
+    };
     let highest_member = logs
         .iter()
         .flat_map(|l| l.entries.iter().map(|e| e.sender).chain([l.peer]))
@@ -115,20 +199,14 @@ fn load(args: &CheckArgs) -> anyhow::Result<(RunSpec, Vec<PeerLog>, Vec<String>)
             sent
         }
     };
-    logs.sort_by_key(|l| l.peer);
-    let order = args.order.unwrap_or(OrderKind::Total);
-    Ok((
-        RunSpec {
-            order,
-            members,
-            sent,
-        },
-        logs,
-        names,
-    ))
+    Ok(RunSpec {
+        order,
+        members,
+        sent,
+    })
 }
 
-fn load_run_dir(dir: &Path) -> anyhow::Result<(RunSpec, Vec<PeerLog>, Vec<String>)> {
+fn load_run_dir(dir: &Path) -> anyhow::Result<Loaded> {
     let summary_path = dir.join("summary.json");
     let text = std::fs::read_to_string(&summary_path).with_context(|| {
         format!(
@@ -142,22 +220,22 @@ fn load_run_dir(dir: &Path) -> anyhow::Result<(RunSpec, Vec<PeerLog>, Vec<String
     let mut logs = Vec::with_capacity(n);
     let mut names = Vec::with_capacity(n);
     for m in &summary.members {
-        let completed = dir.join(format!("member-{}.jsonl", m.id));
-        let failed = dir.join(format!("member-{}.failed.jsonl", m.id));
-        let path = if completed.exists() || m.status == "completed" {
-            completed
-        } else {
-            failed
+        // A member without a log (its process died) is not an error: the
+        // checker reports it missing. (`.failed.jsonl`: older servers.)
+        let Some(path) = [
+            format!("member-{}.jsonl", m.id),
+            format!("member-{}.failed.jsonl", m.id),
+        ]
+        .into_iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file()) else {
+            continue;
         };
-        if !path.exists() {
-            bail!(
-                "{}: no log for member {} ({})",
-                dir.display(),
-                m.id,
-                path.display()
-            );
-        }
-        let log = read(&path)?;
+        let log = match mpcomm_check::log::read_log_file(&path) {
+            Ok(log) => log,
+            Err(e) if e.kind == mpcomm_check::log::LogErrorKind::Empty => continue,
+            Err(e) => return Err(e.into()),
+        };
         if log.peer != m.id {
             bail!(
                 "{} holds the log of peer {}, not of member {}",
@@ -175,35 +253,52 @@ fn load_run_dir(dir: &Path) -> anyhow::Result<(RunSpec, Vec<PeerLog>, Vec<String
         members: n,
         sent: vec![summary.params.messages; n],
     };
-    Ok((spec, logs, names))
+    if let Some(meta_spec) = spec_from_meta(&logs, &names)?
+        && meta_spec != spec
+    {
+        bail!(
+            "{} and the logs disagree about the run (order {} with {} members sending {:?}, \
+             against order {} with {} members sending {:?})",
+            summary_path.display(),
+            spec.order,
+            spec.members,
+            spec.sent,
+            meta_spec.order,
+            meta_spec.members,
+            meta_spec.sent
+        );
+    }
+    Ok(Loaded {
+        spec,
+        logs,
+        sources: names,
+        summary: Some(summary),
+    })
 }
 
 fn read(path: &Path) -> anyhow::Result<PeerLog> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    Ok(mpcomm_check::log::read_log(
-        std::io::BufReader::new(file),
-        &path.display().to_string(),
-    )?)
+    Ok(mpcomm_check::log::read_log_file(path)?)
 }
 
-fn report(
-    args: &CheckArgs,
-    spec: &RunSpec,
-    logs: &[PeerLog],
-    sources: &[String],
-) -> anyhow::Result<ExitCode> {
-    let (findings, violations) = check_detailed(spec, logs);
+fn report(args: &CheckArgs, loaded: &Loaded) -> anyhow::Result<ExitCode> {
+    let (findings, violations) = check_detailed(&loaded.spec, &loaded.logs);
     if args.json {
         println!("{}", serde_json::to_string(&findings)?);
     } else {
         println!(
-            "Checked {} log(s) of order {} ({} messages per member):",
-            sources.len(),
-            spec.order,
+            "Checked {} log(s) of order {} ({} members, {} messages per member):",
+            loaded.sources.len(),
+            loaded.spec.order,
+            loaded.spec.members,
             findings.messages_per_peer
         );
+        if let Some(e) = loaded.summary.as_ref().and_then(|s| s.error.as_ref()) {
+            println!("  the run FAILED: {e}");
+        }
         print!("{}", mpcomm_cli::summary::findings_table(&findings));
+        if !findings.complete {
+            print!("{}", members_table(loaded, &findings));
+        }
         explain(&findings, violations.len());
     }
     Ok(if findings.passed {
@@ -211,6 +306,97 @@ fn report(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// How far each member got and how it stopped: one row per member.
+fn members_table(loaded: &Loaded, f: &Findings) -> String {
+    // Times are told from the run's first send (or delivery) in any log.
+    let t0 = loaded
+        .logs
+        .iter()
+        .flat_map(|l| &l.entries)
+        .filter_map(|e| e.sent_us.or(e.delivered_us))
+        .min();
+    let rel = |us: u64| {
+        t0.map(|t| format!("+{:.1} s", us.saturating_sub(t) as f64 / 1e6))
+            .unwrap_or_default()
+    };
+    let expected_each: u64 = loaded.spec.sent.iter().sum();
+    let mut s = format!(
+        "\n  {:<7} {:<12} {:<9} {:<16} how it ended\n",
+        "member", "name", "log", "delivered"
+    );
+    for id in 0..loaded.spec.members.min(usize::from(MemberId::MAX) + 1) {
+        let id = id as MemberId;
+        let log = loaded.logs.iter().find(|l| l.peer == id);
+        let from_summary = loaded
+            .summary
+            .as_ref()
+            .and_then(|sum| sum.members.iter().find(|m| m.id == id));
+        let name = log
+            .and_then(|l| l.meta.as_ref())
+            .and_then(|m| m.name.clone())
+            .or_else(|| from_summary.and_then(|m| m.name.clone()))
+            .unwrap_or_default();
+        let (state, delivered, ended) = match log {
+            None => {
+                let why = from_summary
+                    .and_then(|m| m.error.clone())
+                    .unwrap_or_else(|| "no log was given for it".to_string());
+                ("no log".to_string(), "-".to_string(), why)
+            }
+            Some(l) => {
+                let last = l.entries.last().and_then(|e| e.delivered_us);
+                let ended = match l.status() {
+                    LogStatus::Completed => match l.end.as_ref().and_then(|e| e.t_us) {
+                        Some(t) => format!("completed at {}", rel(t)),
+                        None => "completed".to_string(),
+                    },
+                    LogStatus::Failed => {
+                        let end = l.end.as_ref();
+                        let at = end.and_then(|e| e.t_us).map(rel).unwrap_or_default();
+                        let why = end
+                            .and_then(|e| e.error.clone())
+                            .unwrap_or_else(|| "no reason given".to_string());
+                        format!("failed at {at}: {why}")
+                    }
+                    LogStatus::Partial => format!(
+                        "stopped without an end line (killed?); last delivery at {}",
+                        last.map(rel).unwrap_or_else(|| "-".to_string())
+                    ),
+                    LogStatus::Unstated => match last {
+                        Some(t) => {
+                            format!("last delivery at {} (the log does not say more)", rel(t))
+                        }
+                        None => "the log does not say".to_string(),
+                    },
+                };
+                let ended = match from_summary.and_then(|m| m.at_s) {
+                    Some(at) if from_summary.is_some_and(|m| m.status != "completed") => {
+                        format!("{ended} (reported {at:.1} s into the run)")
+                    }
+                    _ => ended,
+                };
+                (
+                    l.status().to_string(),
+                    format!("{} of {expected_each}", l.entries.len()),
+                    ended,
+                )
+            }
+        };
+        let _ = writeln!(
+            s,
+            "  {:<7} {:<12} {:<9} {:<16} {ended}",
+            id, name, state, delivered
+        );
+    }
+    if f.consistent {
+        s.push_str(
+            "\n  The run did not complete, so it does not pass; what was delivered up to the \
+             stop is consistent with the order.\n",
+        );
+    }
+    s
 }
 
 /// A word for students on what failed, and whether the order promised it.

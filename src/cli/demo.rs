@@ -2,14 +2,15 @@
 //! side by side (see [`mpcomm_cli::roles::demo`]).
 //!
 //! This module parses the arguments, shows progress on stderr (an
-//! `indicatif` bar, which hides itself when stderr is not a terminal), and
-//! prints the comparison table — or, with `--json`, one JSON object — on
-//! stdout.
+//! `indicatif` bar on a terminal; when stderr is a file or a pipe, one
+//! plain line per phase instead of redraws), and prints the comparison
+//! table — or, with `--json`, one JSON object — on stdout.
 //!
 //! Exit status: 0 if every run kept its order's promises, 1 if a check
 //! failed, 2 on a setup error, 130 when interrupted (Ctrl-C or SIGTERM).
 
 use std::fmt::Write as _;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -34,7 +35,8 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     regions: u16,
     /// The emulated wide-area network, e.g. 'intra=2ms±1ms, inter=80ms±30ms,
-    /// loss=1%', or `off` for the plain loopback.
+    /// loss=1%' (probabilities as 1% or 0.01), or `off` for the plain
+    /// loopback. The default is also `mpcomm sim`'s and `mpcomm sweep`'s.
     #[arg(long, default_value = DEFAULT_WAN)]
     wan: String,
     /// Delivery orders to run, one run each, comma-separated.
@@ -59,10 +61,13 @@ pub struct DemoArgs {
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe()
         .context("cannot find the mpcomm binary to start the processes from")?;
-    let wan = match args.wan.trim() {
+    // The peers get the settings as understood here (`loss=1%`), and the
+    // user sees them so before anything starts.
+    let net = match args.wan.trim() {
         "off" | "none" | "" => None,
-        spec => Some(spec.to_string()),
+        spec => Some(super::wan::parse(spec).map_err(anyhow::Error::msg)?),
     };
+    let wan = net.as_ref().map(ToString::to_string);
     let mut opts = DemoOptions {
         peers: usize::from(args.peers),
         messages: args.messages,
@@ -96,6 +101,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{intro}");
     } else {
         println!("{intro}\n");
+    }
+    for w in net.iter().flat_map(super::wan::warnings) {
+        eprintln!("{w}");
     }
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -149,28 +157,91 @@ fn orders_list(orders: &[OrderKind]) -> String {
         .join(", ")
 }
 
-/// The progress display: one line on stderr, reused through the phases.
+/// The progress display: on a terminal, one line on stderr, redrawn and
+/// reused through the phases; otherwise (a file, a pipe, a CI log) one
+/// plain line per phase, so that a log shows the phases without a flood of
+/// redraws.
 struct Progress {
     bar: ProgressBar,
     /// Length of the sending phase of the current run, in milliseconds.
     expected_ms: u64,
     /// Reports have started arriving: the bar counts logs, not time.
     collecting: bool,
+    /// stderr is not a terminal: print lines instead of drawing.
+    plain: bool,
+    /// The current run, for the plain lines ("run 1/2 none").
+    run: String,
 }
 
 impl Progress {
     fn new() -> Progress {
-        let bar = ProgressBar::new(0);
+        let plain = !std::io::stderr().is_terminal();
+        let bar = if plain {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(0)
+        };
         bar.set_style(style("{spinner} starting processes {pos}/{len} {msg}"));
-        bar.enable_steady_tick(Duration::from_millis(120));
+        if !plain {
+            bar.enable_steady_tick(Duration::from_millis(120));
+        }
         Progress {
             bar,
             expected_ms: 0,
             collecting: false,
+            plain,
+            run: String::new(),
+        }
+    }
+
+    /// The plain line for `ev`, if it starts a phase worth a line.
+    fn plain_line(&mut self, ev: &DemoEvent) -> Option<String> {
+        match ev {
+            DemoEvent::Up { up, total, .. } if up == total => {
+                Some(format!("all {total} processes are up"))
+            }
+            DemoEvent::RunStarting {
+                order,
+                index,
+                runs,
+                expected,
+            } => {
+                self.run = format!("run {}/{runs} {order}", index + 1);
+                Some(format!(
+                    "{}: sending (about {:.0} s)",
+                    self.run,
+                    expected.as_secs_f64()
+                ))
+            }
+            DemoEvent::Server(ServerEvent::Waiting {
+                registered,
+                expected,
+            }) => Some(format!(
+                "waiting for peers: {registered} of {expected} answer"
+            )),
+            DemoEvent::Server(ServerEvent::Ending { cause }) => {
+                Some(format!("{}: ending: {cause}", self.run))
+            }
+            DemoEvent::Server(ServerEvent::Checking) => {
+                Some(format!("{}: checking the logs", self.run))
+            }
+            DemoEvent::RunFinished { passed, .. } => Some(format!(
+                "{}: {}",
+                self.run,
+                if *passed { "PASS" } else { "FAIL" }
+            )),
+            DemoEvent::Stopping => Some("stopping the processes".to_string()),
+            _ => None,
         }
     }
 
     fn show(&mut self, ev: DemoEvent) {
+        if self.plain {
+            if let Some(line) = self.plain_line(&ev) {
+                eprintln!("{line}");
+            }
+            return;
+        }
         match ev {
             DemoEvent::Spawning { name, total } => {
                 self.bar.set_length(total as u64);

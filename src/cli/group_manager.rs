@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use mpcomm_cli::roles::group_manager::{GroupManager, GroupManagerOptions};
+use mpcomm_cli::roles::group_manager::{self, GroupManager, GroupManagerOptions};
 use mpcomm_sim::net::parse_duration;
 use tracing::{info, warn};
 
@@ -51,6 +51,9 @@ pub fn run(args: GroupManagerArgs) -> anyhow::Result<ExitCode> {
             listen: args.listen,
             ttl: args.ttl,
         };
+        // Room for every connection it serves: a group manager that runs
+        // out of file descriptors cannot even accept a heartbeat.
+        let open_files = group_manager::raise_open_files_limit();
         let manager = GroupManager::bind(opts).await.with_context(|| {
             format!(
                 "cannot listen on {}: is another group manager already running there? \
@@ -58,6 +61,10 @@ pub fn run(args: GroupManagerArgs) -> anyhow::Result<ExitCode> {
                 args.listen
             )
         })?;
+        let manager = match open_files {
+            Some(n) => manager.with_max_connections(group_manager::connections_for(n)),
+            None => manager,
+        };
         // Install the signal handlers before announcing the address, so a
         // signal sent as soon as the line is read ends the process cleanly.
         let shutdown = shutdown_signal().context("cannot install signal handlers")?;

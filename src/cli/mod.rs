@@ -8,5 +8,6 @@ pub mod peer;
 pub mod server;
 pub mod sim;
 pub mod sweep;
+pub mod wan;
 
 pub(crate) use group_manager::shutdown_signal;

@@ -3,10 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use mpcomm_cli::roles::peer::{self, PeerOptions};
+use mpcomm_sim::net::parse_duration;
 
 /// Arguments of `mpcomm peer`.
 #[derive(Debug, Args)]
@@ -34,6 +36,10 @@ pub struct PeerArgs {
     /// Directory for delivery logs.
     #[arg(long, default_value = "mpcomm-data")]
     data_dir: PathBuf,
+    /// How long to keep trying to reach the group manager at start (it may
+    /// be starting too).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    connect_timeout: Duration,
 }
 
 /// Runs `mpcomm peer` until told to stop, or SIGINT/SIGTERM.
@@ -52,6 +58,7 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
             name: args.name,
             region: args.region,
             data_dir: args.data_dir,
+            connect_timeout: args.connect_timeout,
         };
         peer::run(opts, shutdown).await?;
         Ok(ExitCode::SUCCESS)

@@ -27,13 +27,15 @@ pub struct SimArgs {
     /// Regions the peers are spread over (consecutive blocks).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
     regions: u16,
-    /// Probability that a datagram is lost (0.05 or 5%).
+    /// Probability that a datagram is lost, as 5% or 0.05 (a bare 1 is
+    /// ambiguous and refused: write 1% or 100%).
     #[arg(long, default_value = "0", value_parser = parse_probability)]
     loss: f64,
-    /// Probability that a datagram is duplicated.
+    /// Probability that a datagram is duplicated (5% or 0.05).
     #[arg(long, default_value = "0", value_parser = parse_probability)]
     duplicate: f64,
-    /// Probability that a datagram is held back so later ones overtake it.
+    /// Probability that a datagram is held back so later ones overtake it
+    /// (5% or 0.05).
     #[arg(long, default_value = "0", value_parser = parse_probability)]
     reorder: f64,
     /// Datagrams from a higher to a lower region take (1 + skew) times longer.
@@ -133,6 +135,9 @@ impl SimArgs {
 /// Runs `mpcomm sim`.
 pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     let cfg = args.config()?;
+    for w in super::wan::warnings(&cfg.net) {
+        eprintln!("{w}");
+    }
     // Drawn on stderr only when it is a terminal, and only once a run has
     // lasted long enough to call back (most runs end before that).
     let bar = ProgressBar::hidden();

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use mpcomm_cli::roles::demo::DemoEvent;
+use mpcomm_cli::roles::demo::{DEFAULT_WAN, DemoEvent};
 use mpcomm_cli::roles::server::ServerEvent;
 use mpcomm_cli::sweep::processes::{self, ProcessOptions, Progress};
 use mpcomm_cli::sweep::{self, Row, SweepSpec};
@@ -31,16 +31,22 @@ pub struct SweepArgs {
     #[arg(long, default_value = "50", value_delimiter = ',')]
     messages: Vec<u64>,
     /// Orders, comma-separated.
-    #[arg(long, default_value = "none,total", value_delimiter = ',')]
-    order: Vec<OrderKind>,
+    #[arg(
+        long,
+        alias = "order",
+        default_value = "none,total",
+        value_delimiter = ','
+    )]
+    orders: Vec<OrderKind>,
     /// Runs per combination (different seeds).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     repeat: u32,
     /// Regions the peers are spread over (consecutive blocks).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
     regions: u16,
-    /// The network, e.g. 'intra=2ms±1ms, inter=40ms±15ms, loss=1%'.
-    #[arg(long, default_value = "intra=2ms±1ms, inter=40ms±15ms")]
+    /// The network, e.g. 'intra=2ms±1ms, inter=40ms±15ms, loss=1%'
+    /// (probabilities as 1% or 0.01); the default is the demo's.
+    #[arg(long, default_value = DEFAULT_WAN)]
     wan: String,
     /// Seed of the first run (run i uses seed + i).
     #[arg(long, default_value_t = 1)]
@@ -68,17 +74,17 @@ pub struct SweepArgs {
 
 /// Runs `mpcomm sweep`.
 pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
-    let net: NetProfile = args
-        .wan
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--wan: {e}"))?;
+    let net: NetProfile = super::wan::parse(&args.wan).map_err(anyhow::Error::msg)?;
+    for w in super::wan::warnings(&net) {
+        eprintln!("{w}");
+    }
     if args.min_interval > args.max_interval {
         anyhow::bail!("--min-interval must not exceed --max-interval");
     }
     let spec = SweepSpec {
         peers: args.peers.iter().map(|p| usize::from(*p)).collect(),
         messages: args.messages.clone(),
-        orders: args.order.clone(),
+        orders: args.orders.clone(),
         repeat: args.repeat,
         regions: usize::from(args.regions),
         wan_text: net.to_string(),
@@ -180,8 +186,29 @@ fn run_processes(
     Ok((outcome.rows, outcome.interrupted))
 }
 
-/// One line of progress: the current run and what it is doing.
+/// One line of progress: the current run and what it is doing. When
+/// stderr is not a terminal the bar is hidden, and a plain line is printed
+/// as each run starts and ends instead (a log gets lines, not redraws).
 fn show_progress(bar: &ProgressBar, p: &Progress<'_>) {
+    if bar.is_hidden() {
+        let run = p.point.map(|pt| {
+            format!(
+                "{} peers, {} messages, {} #{}",
+                pt.peers,
+                pt.messages,
+                pt.order,
+                pt.repeat + 1
+            )
+        });
+        let run = run.as_deref().unwrap_or("");
+        match &p.event {
+            DemoEvent::RunStarting { .. } => eprintln!("{run}: running"),
+            DemoEvent::RunFinished { passed, .. } => {
+                eprintln!("{run}: {}", if *passed { "PASS" } else { "FAIL" })
+            }
+            _ => {}
+        }
+    }
     let run = p.point.map(|pt| {
         format!(
             "{} peers, {} messages, {} #{}",

@@ -199,6 +199,8 @@ mod tests {
 
     fn log(times: &[(Option<u64>, Option<u64>)]) -> PeerLog {
         PeerLog {
+            meta: None,
+            end: None,
             peer: 0,
             entries: times
                 .iter()

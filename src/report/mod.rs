@@ -210,10 +210,7 @@ pub fn load(run_dir: &Path) -> anyhow::Result<ReportInput> {
                     file_name(&path),
                     log.peer
                 )),
-                Err(e) if e.kind == LogErrorKind::Empty => logs.push(PeerLog {
-                    peer: id,
-                    entries: Vec::new(),
-                }),
+                Err(e) if e.kind == LogErrorKind::Empty => logs.push(PeerLog::new(id, Vec::new())),
                 Err(e) => missing.push(format!("{e}: left out")),
             },
         }

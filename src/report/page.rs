@@ -319,18 +319,51 @@ fn verdict(s: &mut String, f: Option<&Findings>, order: &str) {
         );
     }
     s.push_str("</tbody></table>");
+    let because = if f.passed {
+        format!("every property the {} order promises holds", esc(order))
+    } else if !f.complete {
+        // A run cut short: say so, and whether what was delivered up to
+        // the stop is consistent (see `mpcomm_check`, "Runs cut short").
+        format!(
+            "it did not complete ({}); what was delivered up to the stop {}",
+            esc(&cut_short(f)),
+            match (&f.counterexamples.consistency, f.consistent) {
+                (_, true) => "is consistent with the order".to_string(),
+                (Some(e), false) => format!("is not consistent: {}", esc(e)),
+                (None, false) => "is not consistent".to_string(),
+            }
+        )
+    } else {
+        format!("a property the {} order promises is violated", esc(order))
+    };
     let _ = writeln!(
         s,
-        "<p class=\"how\">Delivered {} of {} expected deliveries. The run {} because {}.</p></section>",
+        "<p class=\"how\">Delivered {} of {} expected deliveries. The run {} because {because}.</p></section>",
         thousands(f.delivered),
         thousands(f.expected),
         if f.passed { "passes" } else { "fails" },
-        if f.passed {
-            format!("every property the {} order promises holds", esc(order))
-        } else {
-            format!("a property the {} order promises is violated", esc(order))
-        }
     );
+}
+
+/// Whose logs are missing or cut short, in words.
+fn cut_short(f: &Findings) -> String {
+    let list = |v: &[u16]| {
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if !f.missing_logs.is_empty() {
+        parts.push(format!("no log of member {}", list(&f.missing_logs)));
+    }
+    if !f.partial_logs.is_empty() {
+        parts.push(format!("partial log of member {}", list(&f.partial_logs)));
+    }
+    if !f.failed_logs.is_empty() {
+        parts.push(format!("member {} failed", list(&f.failed_logs)));
+    }
+    parts.join("; ")
 }
 
 /// The members table.

@@ -13,6 +13,8 @@ use super::*;
 /// 10 ms, each sent 5 ms before it was delivered.
 fn log(peer: u16, msgs: &[(u16, u64)]) -> PeerLog {
     PeerLog {
+        meta: None,
+        end: None,
         peer,
         entries: msgs
             .iter()
@@ -325,12 +327,14 @@ fn run_dir(tag: &str, failed: bool) -> TempDir {
                 },
                 error: None,
                 entries: 4,
+                at_s: None,
                 stats: m.stats.clone(),
             })
             .collect(),
         findings: if failed { None } else { i.findings.clone() },
         report: None,
         report_error: None,
+        unreadable_logs: Vec::new(),
     };
     std::fs::write(
         dir.path().join("summary.json"),

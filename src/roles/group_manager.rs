@@ -37,11 +37,29 @@
 //! so no client can make it misbehave: bad requests get an error reply and
 //! the connection stays usable; request lines are limited to
 //! [`MAX_REQUEST`] bytes (longer ones get an error and the connection is
-//! closed); idle
-//! connections are closed after [`IDLE_TIMEOUT`]; at most
-//! [`MAX_CONNECTIONS`] are served at once, so a flood cannot use up the
-//! process's file descriptors. Like the original, anyone who can reach the
-//! port can `stop` it or change the registry: run it on a trusted network.
+//! closed).
+//!
+//! Above all, idle or slow connections must not be able to keep the peers
+//! out: a peer whose heartbeats do not get through is dropped from the
+//! list after its time to live, and 1,100 connections that never send a
+//! byte once did exactly that to every peer. So:
+//!
+//! * a new connection has [`FIRST_REQUEST_TIMEOUT`] (5 s) to send a
+//!   complete request; one that has proved itself may then stay idle for
+//!   [`IDLE_TIMEOUT`] between requests;
+//! * at most [`MAX_CONNECTIONS`] connections are open at once (fewer if
+//!   the process may not open that many files), and at most
+//!   [`MAX_PER_SOURCE`] from one IP address, so that one host cannot take
+//!   every place;
+//! * when a new connection would exceed a limit, it is not the newcomer
+//!   that is turned away but the connection that has waited longest for a
+//!   request — preferring one that never sent a complete request at all. A
+//!   peer's heartbeat (a fresh connection that sends its request at once)
+//!   therefore always gets in, and an idle connection can at most hold a
+//!   place until a request needs it.
+//!
+//! Like the original, anyone who can reach the port can `stop` it or change
+//! the registry: run it on a trusted network.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -51,7 +69,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 use tracing::{debug, info, warn};
@@ -60,14 +78,23 @@ use mpcomm::control::{
     ControlError, Framed, GmRequest, PeerInfo, Register, Reply, decode_op, truncate_for_display,
 };
 
+mod connections;
+use connections::{Table, lock};
+
 /// The group manager's well-known port (as in the original).
 pub const DEFAULT_PORT: u16 = 5680;
 /// How long a registration lives without a heartbeat, by default.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
-/// Connections with no complete request for this long are closed.
+/// A new connection that has not sent a complete request for this long is
+/// closed.
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection that has been served, and has not sent its next complete
+/// request for this long, is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// At most this many connections are served at once.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// At most this many connections from one IP address are served at once.
+pub const MAX_PER_SOURCE: usize = 256;
 /// A reply that cannot be written within this time (the client does not
 /// read) closes the connection.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -100,7 +127,9 @@ pub struct GroupManager {
     local_addr: SocketAddr,
     ttl: Duration,
     idle_timeout: Duration,
+    first_request_timeout: Duration,
     max_connections: usize,
+    max_per_source: usize,
 }
 
 impl GroupManager {
@@ -120,7 +149,9 @@ impl GroupManager {
             local_addr,
             ttl: opts.ttl,
             idle_timeout: IDLE_TIMEOUT,
+            first_request_timeout: FIRST_REQUEST_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
+            max_per_source: MAX_PER_SOURCE,
         })
     }
 
@@ -140,12 +171,31 @@ impl GroupManager {
         self
     }
 
+    /// Closes new connections that have not sent a complete request within
+    /// `t` instead of [`FIRST_REQUEST_TIMEOUT`].
+    pub fn with_first_request_timeout(mut self, t: Duration) -> Self {
+        self.first_request_timeout = t;
+        self
+    }
+
     /// Serves at most `n` connections at once instead of
-    /// [`MAX_CONNECTIONS`]; further clients get an error reply and are
-    /// disconnected.
+    /// [`MAX_CONNECTIONS`]; a further connection takes the place of the one
+    /// that has waited longest for a request.
     pub fn with_max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
         self
+    }
+
+    /// Serves at most `n` connections from one IP address at once instead
+    /// of [`MAX_PER_SOURCE`].
+    pub fn with_max_per_source(mut self, n: usize) -> Self {
+        self.max_per_source = n.max(1);
+        self
+    }
+
+    /// The most connections served at once.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     /// Serves until a client sends `{"op":"stop"}`.
@@ -161,7 +211,7 @@ impl GroupManager {
             registry: Mutex::new(Registry::new(self.ttl)),
             stop: Notify::new(),
         });
-        let permits = Arc::new(Semaphore::new(self.max_connections));
+        let table = Arc::new(Mutex::new(Table::default()));
         let mut connections = JoinSet::new();
         let mut sweep = tokio::time::interval(sweep_period(self.ttl));
         sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -183,17 +233,22 @@ impl GroupManager {
                 }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 accepted = self.listener.accept() => match accepted {
-                    Ok((stream, client)) => match Arc::clone(&permits).try_acquire_owned() {
-                        Ok(permit) => {
-                            let shared = Arc::clone(&shared);
-                            let idle = self.idle_timeout;
-                            connections.spawn(async move {
-                                serve(stream, client, &shared, idle).await;
-                                drop(permit);
-                            });
+                    Ok((stream, client)) => {
+                        let mut t = lock(&table);
+                        if !t.make_room(client.ip(), self.max_connections, self.max_per_source) {
+                            refuse(&stream, client, self.max_connections);
+                            continue;
                         }
-                        Err(_) => refuse(&stream, client, self.max_connections),
-                    },
+                        let id = t.next_id();
+                        let shared = Arc::clone(&shared);
+                        let table2 = Arc::clone(&table);
+                        let timeouts = (self.first_request_timeout, self.idle_timeout);
+                        let task = connections.spawn(async move {
+                            serve(stream, client, &shared, timeouts, &table2, id).await;
+                            lock(&table2).remove(id);
+                        });
+                        t.insert(id, client.ip(), task);
+                    }
                     Err(e) => {
                         // Typically EMFILE (out of file descriptors) or a
                         // connection reset before we accepted it. Neither is
@@ -249,14 +304,22 @@ impl Shared {
 pub const MAX_REQUEST: usize = 64 * 1024;
 
 /// One connection: requests in, one reply each, in order.
-async fn serve(stream: TcpStream, client: SocketAddr, shared: &Shared, idle: Duration) {
+async fn serve(
+    stream: TcpStream,
+    client: SocketAddr,
+    shared: &Shared,
+    (first, idle): (Duration, Duration),
+    table: &Mutex<Table>,
+    id: u64,
+) {
     let _ = stream.set_nodelay(true);
     let mut framed = Framed::with_limit(stream, MAX_REQUEST);
     debug!(%client, "connection opened");
+    let mut patience = first;
     loop {
-        let value = match timeout(idle, framed.recv_value()).await {
+        let value = match timeout(patience, framed.recv_value()).await {
             Err(_) => {
-                debug!(%client, "closing connection idle for {idle:?}");
+                debug!(%client, "closing connection: no complete request for {patience:?}");
                 break;
             }
             Ok(Ok(None)) => break,
@@ -300,6 +363,8 @@ async fn serve(stream: TcpStream, client: SocketAddr, shared: &Shared, idle: Dur
             "request"
         );
         let sent = send(&mut framed, &reply).await;
+        lock(table).served(id);
+        patience = idle;
         if stop {
             shared.stop.notify_one();
             break;
@@ -457,10 +522,38 @@ impl Registry {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit, so that the
+/// group manager can hold [`MAX_CONNECTIONS`] connections, and returns the
+/// soft limit now in force (`None` if it cannot be known).
+pub fn raise_open_files_limit() -> Option<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return Some(hard);
+    }
+    Some(soft)
+}
+
+/// The most connections a process with `open_files` file descriptors may
+/// serve, keeping some for the listener, the standard streams and logs.
+pub fn connections_for(open_files: u64) -> usize {
+    let spare = open_files.saturating_sub(64);
+    usize::try_from(spare)
+        .unwrap_or(usize::MAX)
+        .clamp(1, MAX_CONNECTIONS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn connection_limits_follow_the_open_files_limit() {
+        assert_eq!(connections_for(1 << 20), MAX_CONNECTIONS);
+        assert_eq!(connections_for(1024), 960);
+        assert_eq!(connections_for(10), 1);
+    }
 
     fn reg(name: &str, data: &str, control: &str) -> Value {
         json!({"op":"register","name":name,"data_addr":data,"control_addr":control,"region":""})

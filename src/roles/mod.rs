@@ -6,5 +6,6 @@ mod address;
 pub mod demo;
 pub mod group_manager;
 pub mod peer;
+pub mod reach;
 pub mod server;
 pub mod stamp;

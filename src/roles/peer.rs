@@ -17,11 +17,13 @@
 //!
 //! # The delivery log
 //!
-//! One JSON object per line, one line per delivered message
-//! (`mpcomm_check::LogEntry`). It is written to `member-K.jsonl.tmp` in the
-//! run's directory, flushed, `fsync`ed, and only then renamed to
-//! `member-K.jsonl` (and the directory `fsync`ed): a crash leaves either no
-//! log or a `.tmp` file, never a half log that looks whole.
+//! A run's log is `member-K.jsonl` in the run's directory
+//! (`DATA_DIR/run-RUN/`), in the format of [`mpcomm_check::log`] (version
+//! 2: a meta line, the deliveries, an end line), written under its final
+//! name from its first line, each delivery in the file within 100 ms, and
+//! `fsync`ed at the end: see [`log_file`] for what "durable" means and why.
+//! When a peer starts, it reports the logs an interrupted process left
+//! partial in its data directory.
 //!
 //! # Which address to advertise
 //!
@@ -42,24 +44,36 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use mpcomm_check::LogEntry;
-use mpcomm_core::{MemberId, OrderKind, Stats};
+use mpcomm_check::log::{EndStatus, LogEnd, LogMeta, Messages};
+use mpcomm_core::{OrderKind, Stats};
 use mpcomm_sim::NetProfile;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::address::advertised_addr;
+use super::reach;
+use log_file::{LogFile, report_leftovers};
 use mpcomm::control::{
     self, ControlError, Framed, GmRequest, PeerCommand, Register, Reply, ReportHeader, StartRun,
 };
 use mpcomm::runtime::{Group, GroupEvent, GroupOptions, WanConfig, bind_udp};
 
+pub mod log_file;
+
 /// How long a control-plane request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long sending a report may take (a long log takes a while).
 const REPORT_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a peer keeps trying to reach the group manager when it starts,
+/// by default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a failed heartbeat, the next one comes this soon (or at the usual
+/// period, if that is sooner).
+const HEARTBEAT_RETRY: Duration = Duration::from_secs(1);
 
 /// Everything `mpcomm peer` is configured with.
 #[derive(Clone, Debug)]
@@ -78,6 +92,8 @@ pub struct PeerOptions {
     pub region: String,
     /// Where run logs go.
     pub data_dir: PathBuf,
+    /// How long to keep trying to reach the group manager at start.
+    pub connect_timeout: Duration,
 }
 
 /// What a peer is doing, for `ping`.
@@ -85,6 +101,13 @@ pub struct PeerOptions {
 enum State {
     Idle,
     Running(u64),
+}
+
+/// The run in progress, as far as the control connection needs it: its id
+/// and how to abort it.
+struct CurrentRun {
+    run: u64,
+    abort: watch::Sender<Option<String>>,
 }
 
 /// The shared state of a peer process.
@@ -99,6 +122,8 @@ struct PeerProcess {
     state: Mutex<State>,
     /// The current run's task, aborted when a new run starts.
     current: Mutex<Option<JoinHandle<()>>>,
+    /// The current run's abort switch (the server's `abort` command).
+    abort: std::sync::Mutex<Option<CurrentRun>>,
     /// The previous run's protocol driver, which may still be lingering
     /// (answering the others); stopped when a new run starts, since two
     /// drivers on one socket would steal each other's datagrams.
@@ -110,10 +135,12 @@ struct PeerProcess {
 pub struct RunningPeer {
     inner: Arc<PeerProcess>,
     listener: TcpListener,
+    ttl: Duration,
 }
 
 impl RunningPeer {
-    /// Binds the sockets and registers with the group manager.
+    /// Binds the sockets and registers with the group manager, waiting up
+    /// to `connect_timeout` for the group manager to answer.
     pub async fn start(opts: PeerOptions) -> anyhow::Result<RunningPeer> {
         // What can be checked without the network is checked first.
         control::validate_region(&opts.region).map_err(anyhow::Error::msg)?;
@@ -127,6 +154,10 @@ impl RunningPeer {
             .with_context(|| format!("cannot bind TCP {}", opts.control))?;
         let udp_local = socket.local_addr()?;
         let tcp_local = listener.local_addr()?;
+        std::fs::create_dir_all(&opts.data_dir)
+            .with_context(|| format!("cannot create data directory {}", opts.data_dir.display()))?;
+        report_leftovers(&opts.data_dir);
+        reach::wait_for_group_manager(&opts.group_manager, opts.connect_timeout).await?;
         let data_addr =
             advertised_addr(opts.advertise.as_deref(), udp_local, &opts.group_manager).await?;
         // Only the data port can be mapped (`--advertise HOST:PORT`): a NAT
@@ -135,8 +166,6 @@ impl RunningPeer {
         // A given name was checked above; a derived one is valid by
         // construction (`default_names_are_valid`).
         let name = opts.name.clone().unwrap_or_else(|| default_name(data_addr));
-        std::fs::create_dir_all(&opts.data_dir)
-            .with_context(|| format!("cannot create data directory {}", opts.data_dir.display()))?;
         let (stop, _) = watch::channel(false);
         let inner = Arc::new(PeerProcess {
             name,
@@ -152,11 +181,16 @@ impl RunningPeer {
             socket: Arc::new(socket),
             state: Mutex::new(State::Idle),
             current: Mutex::new(None),
+            abort: std::sync::Mutex::new(None),
             lingering: std::sync::Mutex::new(None),
             stop,
         });
-        inner.register().await?;
-        Ok(RunningPeer { inner, listener })
+        let ttl = inner.register().await?;
+        Ok(RunningPeer {
+            inner,
+            listener,
+            ttl,
+        })
     }
 
     /// The registered name.
@@ -178,7 +212,7 @@ impl RunningPeer {
     /// resolves; then unregisters.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let inner = self.inner;
-        let heartbeat = tokio::spawn(heartbeats(inner.clone()));
+        let heartbeat = tokio::spawn(heartbeats(inner.clone(), self.ttl));
         let mut stop = inner.stop.subscribe();
         tokio::pin!(shutdown);
         loop {
@@ -198,8 +232,11 @@ impl RunningPeer {
             }
         }
         heartbeat.abort();
+        // A run in progress ends with its end line (failed) before the
+        // process goes: its log is then complete, not partial.
+        inner.abort_run(None, "the peer process was told to stop");
         if let Some(run) = inner.current.lock().await.take() {
-            run.abort();
+            let _ = tokio::time::timeout(Duration::from_secs(2), run).await;
         }
         inner.stop_lingering();
         let unregister = GmRequest::Unregister {
@@ -240,6 +277,22 @@ impl PeerProcess {
         }
     }
 
+    /// Aborts the run in progress (only run `run`, if given); returns
+    /// whether there was one.
+    fn abort_run(&self, run: Option<u64>, why: &str) -> bool {
+        let Ok(current) = self.abort.lock() else {
+            return false;
+        };
+        match current.as_ref() {
+            Some(c) if run.is_none_or(|r| r == c.run) => {
+                c.abort.send_replace(Some(why.to_string()));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Registers; returns the registration's time to live.
     async fn register(&self) -> anyhow::Result<Duration> {
         let req = GmRequest::Register(Register {
             name: self.name.clone(),
@@ -249,11 +302,16 @@ impl PeerProcess {
         });
         let reply: Reply = control::request(self.group_manager.as_str(), &req, REQUEST_TIMEOUT)
             .await
-            .with_context(|| {
-                format!(
-                    "cannot register with the group manager at {}",
+            .map_err(|e| match e {
+                ControlError::Remote(why) => anyhow::anyhow!(
+                    "the group manager at {} refused the registration: {why}",
                     self.group_manager
-                )
+                ),
+                e => anyhow::anyhow!(
+                    "cannot register with the group manager at {}: {e}; {}",
+                    self.group_manager,
+                    reach::hint(&self.group_manager)
+                ),
             })?;
         Ok(Duration::from_millis(
             reply.ttl_ms.unwrap_or(10_000).max(300),
@@ -261,15 +319,20 @@ impl PeerProcess {
     }
 }
 
-/// Keeps the registration alive; registers again if the group manager
-/// forgot us (it restarted, or we were unreachable for longer than its TTL).
-async fn heartbeats(p: Arc<PeerProcess>) {
-    let mut period = Duration::from_secs(3);
+/// Keeps the registration alive, a heartbeat every third of its time to
+/// live; registers again if the group manager forgot us (it restarted, or
+/// we were unreachable for longer than its TTL). A failed heartbeat is
+/// retried soon, so that one lost connection does not cost a third of
+/// the registration's life.
+async fn heartbeats(p: Arc<PeerProcess>, ttl: Duration) {
+    let mut period = ttl / 3;
+    let mut pause = period;
     loop {
-        tokio::time::sleep(period).await;
+        tokio::time::sleep(pause).await;
         let beat = GmRequest::Heartbeat {
             name: p.name.clone(),
         };
+        pause = period;
         match control::request::<_, _, Reply>(p.group_manager.as_str(), &beat, REQUEST_TIMEOUT)
             .await
         {
@@ -277,11 +340,20 @@ async fn heartbeats(p: Arc<PeerProcess>) {
             Err(ControlError::Remote(why)) => {
                 tracing::info!("group manager: {why}; registering again");
                 match p.register().await {
-                    Ok(ttl) => period = ttl / 3,
-                    Err(e) => tracing::warn!("{e:#}"),
+                    Ok(ttl) => {
+                        period = ttl / 3;
+                        pause = period;
+                    }
+                    Err(e) => {
+                        tracing::warn!("{e:#}");
+                        pause = period.min(HEARTBEAT_RETRY);
+                    }
                 }
             }
-            Err(e) => tracing::warn!("heartbeat to the group manager failed: {e}"),
+            Err(e) => {
+                tracing::warn!("heartbeat to the group manager failed: {e}");
+                pause = period.min(HEARTBEAT_RETRY);
+            }
         }
     }
 }
@@ -337,6 +409,17 @@ async fn serve_control(p: Arc<PeerProcess>, stream: TcpStream) {
                 Ok(()) => Reply::ok(),
                 Err(e) => Reply::err(format!("{e:#}")),
             },
+            PeerCommand::Abort { run, reason } => {
+                let reason = control::truncate_for_display(&reason, 300);
+                if p.abort_run(
+                    Some(run),
+                    &format!("aborted by the comparison server: {reason}"),
+                ) {
+                    Reply::ok()
+                } else {
+                    Reply::err(format!("run {run} is not in progress here"))
+                }
+            }
         };
         if framed.send(&reply).await.is_err() {
             return;
@@ -369,6 +452,11 @@ async fn start_run(p: &Arc<PeerProcess>, start: StartRun) -> anyhow::Result<()> 
             mpcomm_core::wire::MAX_PAYLOAD
         );
     }
+    if let Some(ms) = start.peer_timeout_ms
+        && !(1000..=3_600_000).contains(&ms)
+    {
+        bail!("peer_timeout_ms must be 1000 to 3600000 (1 s to 1 h), not {ms}");
+    }
     let wan = match &start.wan {
         Some(spec) => {
             let profile: NetProfile = spec
@@ -394,33 +482,41 @@ async fn start_run(p: &Arc<PeerProcess>, start: StartRun) -> anyhow::Result<()> 
     }
     p.stop_lingering();
     *p.state.lock().await = State::Running(start.run);
+    let (abort_tx, abort_rx) = watch::channel(None);
+    if let Ok(mut a) = p.abort.lock() {
+        *a = Some(CurrentRun {
+            run: start.run,
+            abort: abort_tx,
+        });
+    }
     let proc_ = p.clone();
     *current = Some(tokio::spawn(async move {
         let run = start.run;
-        let outcome = take_part(&proc_, &start, order, wan, &run_dir).await;
-        let (status, error, entries, stats, log) = match outcome {
-            Ok(done) => ("completed", None, done.entries, done.stats, done.log),
-            Err(failed) => (
-                "failed",
-                Some(failed.error),
-                failed.entries,
-                failed.stats,
-                failed.log,
-            ),
-        };
-        if let Some(e) = &error {
+        let outcome = take_part(&proc_, &start, order, wan, &run_dir, abort_rx).await;
+        if let Ok(mut a) = proc_.abort.lock()
+            && a.as_ref().is_some_and(|c| c.run == run)
+        {
+            *a = None;
+        }
+        if let Some(e) = &outcome.error {
             tracing::warn!("run {run} failed: {e}");
         }
         let header = ReportHeader {
             run,
             member: start.member,
             name: proc_.name.clone(),
-            status: status.to_string(),
-            error,
-            entries,
-            stats: stats_map(&stats),
+            status: if outcome.error.is_none() {
+                "completed"
+            } else {
+                "failed"
+            }
+            .to_string(),
+            error: outcome.error,
+            entries: outcome.lines,
+            delivered: Some(outcome.delivered),
+            stats: stats_map(&outcome.stats),
         };
-        if let Err(e) = report(start.report_to, &header, &log).await {
+        if let Err(e) = report(start.report_to, &header, outcome.log.as_deref()).await {
             tracing::warn!("could not report run {run} to {}: {e:#}", start.report_to);
         }
         *proc_.state.lock().await = State::Idle;
@@ -445,68 +541,17 @@ fn region_indices(start: &StartRun) -> Vec<usize> {
         .collect()
 }
 
-struct RunDone {
-    entries: u64,
+/// How one run went for this peer.
+struct RunOutcome {
+    /// Why it failed; `None` when it completed.
+    error: Option<String>,
+    /// The log file, if one could be written.
+    log: Option<PathBuf>,
+    /// Lines in the log file (meta, deliveries, end).
+    lines: u64,
+    /// Deliveries.
+    delivered: u64,
     stats: Stats,
-    log: PathBuf,
-}
-
-struct RunFailed {
-    error: String,
-    entries: u64,
-    stats: Stats,
-    log: PathBuf,
-}
-
-/// The delivery log being written.
-struct LogFile {
-    tmp: PathBuf,
-    out: std::io::BufWriter<std::fs::File>,
-    entries: u64,
-}
-
-impl LogFile {
-    fn create(dir: &Path, member: MemberId) -> anyhow::Result<LogFile> {
-        let tmp = dir.join(format!("member-{member}.jsonl.tmp"));
-        let file = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        Ok(LogFile {
-            tmp,
-            out: std::io::BufWriter::with_capacity(1 << 16, file),
-            entries: 0,
-        })
-    }
-
-    fn append(&mut self, e: &LogEntry) -> anyhow::Result<()> {
-        mpcomm_check::log::write_entry(&mut self.out, e)
-            .context("cannot write the delivery log")?;
-        self.entries += 1;
-        Ok(())
-    }
-
-    /// Flushes, fsyncs and renames the log to `final_name`; returns its path.
-    async fn commit(self, final_name: &str) -> anyhow::Result<PathBuf> {
-        let dest = self.tmp.with_file_name(final_name);
-        let tmp = self.tmp;
-        let out = self.out;
-        tokio::task::spawn_blocking(move || -> anyhow::Result<PathBuf> {
-            let file = out
-                .into_inner()
-                .map_err(|e| e.into_error())
-                .context("cannot flush the delivery log")?;
-            file.sync_all().context("cannot fsync the delivery log")?;
-            drop(file);
-            std::fs::rename(&tmp, &dest)
-                .with_context(|| format!("cannot rename {}", tmp.display()))?;
-            if let Some(dir) = dest.parent() {
-                // Make the rename itself durable.
-                std::fs::File::open(dir).and_then(|d| d.sync_all()).ok();
-            }
-            Ok(dest)
-        })
-        .await
-        .context("log writer task failed")?
-    }
 }
 
 /// Microseconds since the Unix epoch: the clock of `sent_us` and
@@ -526,81 +571,101 @@ async fn take_part(
     order: OrderKind,
     wan: Option<WanConfig>,
     dir: &Path,
-) -> Result<RunDone, RunFailed> {
+    abort: watch::Receiver<Option<String>>,
+) -> RunOutcome {
     let me = start.member;
-    let mut log = match LogFile::create(dir, me) {
+    let meta = LogMeta {
+        format: mpcomm_check::log::FORMAT,
+        run: start.run,
+        peer: me,
+        name: Some(p.name.clone()),
+        order: order.to_string(),
+        members: start.members.len(),
+        messages: Messages::All(start.messages),
+        workload: Some("seq".to_string()),
+        seed: Some(start.seed),
+    };
+    let mut log = match LogFile::create(dir, &meta) {
         Ok(l) => l,
         Err(e) => {
-            return Err(RunFailed {
-                error: format!("{e:#}"),
-                entries: 0,
+            return RunOutcome {
+                error: Some(format!("{e:#}")),
+                log: None,
+                lines: 0,
+                delivered: 0,
                 stats: Stats::default(),
-                log: dir.join("missing"),
-            });
+            };
         }
     };
     let addrs: Vec<SocketAddr> = start.members.iter().map(|m| m.data_addr).collect();
     let mut opts = GroupOptions::new(start.run, me, addrs, order);
     opts.wan = wan;
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(start.deadline_ms.max(1000));
-    let result = tokio::time::timeout_at(deadline, run_group(p, start, opts, &mut log)).await;
-    let (error, stats) = match result {
-        Ok(Ok(stats)) => (None, stats),
-        Ok(Err((e, stats))) => (Some(e), stats),
-        Err(_) => (
-            Some(format!(
-                "run deadline of {} ms passed before completion",
-                start.deadline_ms
-            )),
-            Stats::default(),
-        ),
+    if let Some(ms) = start.peer_timeout_ms {
+        opts.config.peer_timeout = Duration::from_millis(ms);
+    }
+    let deadline = Instant::now() + Duration::from_millis(start.deadline_ms.max(1000));
+    let (error, stats) = match run_group(p, start, opts, &mut log, abort, deadline).await {
+        Ok(stats) => (None, stats),
+        Err((e, stats)) => (Some(e), stats),
     };
-    let entries = log.entries;
-    let name = if error.is_none() {
-        format!("member-{me}.jsonl")
-    } else {
-        format!("member-{me}.failed.jsonl")
+    let end = LogEnd {
+        status: if error.is_none() {
+            EndStatus::Completed
+        } else {
+            EndStatus::Failed
+        },
+        error: error.clone(),
+        delivered: log.delivered,
+        t_us: Some(wall_clock_us()),
     };
-    let path = match log.commit(&name).await {
-        Ok(path) => path,
-        Err(e) => {
-            return Err(RunFailed {
-                error: format!(
-                    "{}{e:#}",
-                    error.map(|e| format!("{e}; ")).unwrap_or_default()
-                ),
-                entries: 0,
-                stats,
-                log: dir.join("missing"),
-            });
-        }
-    };
-    match error {
-        None => Ok(RunDone {
-            entries,
-            stats,
-            log: path,
-        }),
-        Some(error) => Err(RunFailed {
+    let (lines, delivered) = (log.lines + 1, log.delivered);
+    match log.finish(&end).await {
+        Ok(path) => RunOutcome {
             error,
-            entries,
+            log: Some(path),
+            lines,
+            delivered,
             stats,
-            log: path,
-        }),
+        },
+        Err(e) => RunOutcome {
+            error: Some(format!(
+                "{}{e:#}",
+                error.map(|e| format!("{e}; ")).unwrap_or_default()
+            )),
+            log: None,
+            lines: 0,
+            delivered,
+            stats,
+        },
     }
 }
 
 /// Joins the group, multicasts the workload and logs every delivery until
-/// the run completes.
+/// the run completes, fails, is aborted, or reaches its deadline.
 async fn run_group(
     p: &Arc<PeerProcess>,
     start: &StartRun,
     opts: GroupOptions,
     log: &mut LogFile,
+    mut abort: watch::Receiver<Option<String>>,
+    deadline: Instant,
 ) -> Result<Stats, (String, Stats)> {
-    let group = Group::join(opts, p.socket.clone())
-        .await
-        .map_err(|e| (e.to_string(), Stats::default()))?;
+    let past_deadline = || {
+        format!(
+            "run deadline of {} ms passed before completion",
+            start.deadline_ms
+        )
+    };
+    let group = tokio::select! {
+        joined = Group::join(opts, p.socket.clone()) => {
+            joined.map_err(|e| (e.to_string(), Stats::default()))?
+        }
+        why = abort.wait_for(Option::is_some) => {
+            let why = why.ok().and_then(|w| w.clone()).unwrap_or_default();
+            return Err((why, Stats::default()));
+        }
+        () = tokio::time::sleep_until(deadline) => return Err((past_deadline(), Stats::default())),
+    };
     let (mut tx, mut rx, control) = group.split();
     if let Ok(mut l) = p.lingering.lock() {
         *l = Some(control.abort_handle());
@@ -624,84 +689,122 @@ async fn run_group(
         }
         tx.finish().await
     });
-    // The receiving path: log every delivery.
+    // The receiving path: log every delivery, and flush the log in time.
     let run = start.run;
     let me = start.member;
     let mut failure = None;
-    // The stream ends with Completed or Failed; if it just ends, the
-    // driver task died, and a short log must not pass for a complete one.
-    let mut ended = false;
-    while let Some(ev) = rx.next().await {
-        match ev {
-            // (Recorded in the log once the log's view lines land.)
-            GroupEvent::View { .. } => {}
-            GroupEvent::Delivery(d) => {
-                let sent_us = d
-                    .payload
-                    .get(..8)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u64::from_be_bytes);
-                let entry = LogEntry {
-                    run,
-                    peer: me,
-                    sender: d.sender,
-                    seq: d.seq,
-                    stamp: Some(d.stamp),
-                    sent_us,
-                    delivered_us: Some(wall_clock_us()),
-                };
-                if let Err(e) = log.append(&entry) {
+    // Whether the protocol is over for us (completed or failed): if not,
+    // we stop at once instead of lingering for the others.
+    let mut over = false;
+    loop {
+        let flush_due = log.flush_due();
+        tokio::select! {
+            ev = rx.next() => match ev {
+                // (Recorded in the log once the log's view lines land.)
+                Some(GroupEvent::View { .. }) => {}
+                Some(GroupEvent::Delivery(d)) => {
+                    let sent_us = d
+                        .payload
+                        .get(..8)
+                        .and_then(|b| b.try_into().ok())
+                        .map(u64::from_be_bytes);
+                    let entry = LogEntry {
+                        run,
+                        peer: me,
+                        sender: d.sender,
+                        seq: d.seq,
+                        stamp: Some(d.stamp),
+                        sent_us,
+                        delivered_us: Some(wall_clock_us()),
+                    };
+                    if let Err(e) = log.append(&entry) {
+                        failure = Some(format!("{e:#}"));
+                        break;
+                    }
+                }
+                Some(GroupEvent::Completed) => {
+                    over = true;
+                    break;
+                }
+                Some(GroupEvent::Failed(e)) => {
+                    failure = Some(e.to_string());
+                    over = true;
+                    break;
+                }
+                None => {
+                    // The stream ends with Completed or Failed; if it just
+                    // ends, the driver task died, and a short log must not
+                    // pass for a complete one.
+                    failure = Some("the protocol driver stopped before the run completed".to_string());
+                    break;
+                }
+            },
+            () = sleep_until_some(flush_due) => {
+                if let Err(e) = log.flush() {
                     failure = Some(format!("{e:#}"));
-                    ended = true;
                     break;
                 }
             }
-            GroupEvent::Completed => {
-                ended = true;
+            why = abort.wait_for(Option::is_some) => {
+                failure = Some(why.ok().and_then(|w| w.clone()).unwrap_or_default());
                 break;
             }
-            GroupEvent::Failed(e) => {
-                failure = Some(e.to_string());
-                ended = true;
+            () = tokio::time::sleep_until(deadline) => {
+                failure = Some(past_deadline());
                 break;
             }
         }
     }
-    if !ended {
-        failure = Some("the protocol driver stopped before the run completed".to_string());
-    }
-    if failure.is_none() && !matches!(sender.await, Ok(Ok(()))) {
+    let mut sender = sender;
+    if failure.is_none() && !matches!((&mut sender).await, Ok(Ok(()))) {
         failure = Some("the sending task stopped early".to_string());
     }
     let stats = control.stats();
-    // Linger in the background: others may still need our acknowledgements.
-    tokio::spawn(async move {
-        drop(rx);
-        control.wait().await
-    });
+    if over {
+        // Linger in the background: others may still need our
+        // acknowledgements.
+        tokio::spawn(async move {
+            drop(rx);
+            control.wait().await
+        });
+    } else {
+        // Aborted, past the deadline, or the log failed: the run is over
+        // for everybody (or nobody may rely on us); stop now.
+        sender.abort();
+        control.abort();
+    }
     match failure {
         None => Ok(stats),
         Some(e) => Err((e, stats)),
     }
 }
 
-/// Sends the log to the comparison server.
-async fn report(to: SocketAddr, header: &ReportHeader, log: &Path) -> anyhow::Result<()> {
+/// Sleeps until `at`, or for ever if there is nothing to wait for.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends the log to the comparison server (an empty body when there is no
+/// log file).
+async fn report(to: SocketAddr, header: &ReportHeader, log: Option<&Path>) -> anyhow::Result<()> {
     let send = async {
         let stream = TcpStream::connect(to)
             .await
             .with_context(|| format!("cannot connect to the server at {to}"))?;
         let mut framed = Framed::new(stream);
-        let body: Box<dyn tokio::io::AsyncBufRead + Unpin + Send> = match tokio::fs::File::open(log)
-            .await
-        {
-            Ok(f) => Box::new(tokio::io::BufReader::new(f)),
-            Err(_) if header.entries == 0 => {
-                Box::new(tokio::io::BufReader::new(tokio::io::empty()))
-            }
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!("cannot open {}", log.display())));
-            }
+        let body: Box<dyn tokio::io::AsyncBufRead + Unpin + Send> = match log {
+            Some(path) => match tokio::fs::File::open(path).await {
+                Ok(f) => Box::new(tokio::io::BufReader::new(f)),
+                Err(e) => {
+                    return Err(
+                        anyhow::Error::new(e).context(format!("cannot open {}", path.display()))
+                    );
+                }
+            },
+            None => Box::new(tokio::io::BufReader::new(tokio::io::empty())),
         };
         control::send_report(&mut framed, header, body).await?;
         anyhow::Ok(())

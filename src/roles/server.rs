@@ -4,42 +4,59 @@
 //! every registered peer, collect their delivery logs, count the rounds in
 //! which peers delivered different messages — and what it did not:
 //!
-//! * the members are whoever is registered with the group manager, not a
-//!   constant N; ids are assigned in natural name order (`peer-2` before
-//!   `peer-10`);
-//! * every wait has a deadline, and a peer that dies, hangs or never reports
-//!   makes the run fail *naming that peer* (a dead peer is noticed at once:
-//!   the server keeps each peer's control connection open during the run,
-//!   and a process that dies closes it);
+//! * the members are the registered peers that answer (see the
+//!   `members` submodule), not a constant N; ids are assigned in
+//!   natural name order (`peer-2` before `peer-10`); with `--expect N`
+//!   every run waits for N of them, or fails saying who is missing;
+//! * every wait has a deadline, and a run ends **as soon as its outcome is
+//!   decided**, naming the cause: when every member has reported; or, the
+//!   moment one member fails or its process dies (the server keeps each
+//!   peer's control connection open during the run, and a process that
+//!   dies closes it), by telling the others to stop (`abort`) and waiting a
+//!   few seconds for their reports — not until a deadline;
+//! * **a failed run keeps everything**: every reachable member's log,
+//!   partial or not, `summary.json` with the checker's findings (which say
+//!   how far each member got and whether what was delivered is
+//!   consistent), and `report.html`;
 //! * logs arrive over TCP as one JSON line per entry, of any length, written
-//!   straight to disk (no fixed receive buffers that cut long logs);
+//!   straight to disk (see the `reports` submodule);
 //! * the logs are checked by the full checker (`mpcomm-check`), not just
 //!   compared position by position — and the position count covers every
-//!   position and every peer;
-//! * each run is stored in its own directory: every log, and `summary.json`
-//!   with the checker's findings.
+//!   position and every peer.
+
+mod members;
+mod reports;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
-use mpcomm_check::{Findings, PeerLog, RunSpec};
+use anyhow::Context;
+use mpcomm_check::{Findings, RunSpec};
 use mpcomm_core::{MemberId, OrderKind};
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::address::advertised_addr;
+use super::reach;
 use super::stamp::{create_unique_dir, now_stamp};
+use reports::Collected;
 
 use mpcomm::control::{
-    self, ControlError, Framed, GmRequest, MemberSpec, PeerCommand, PeerInfo, Reply, ReportHeader,
-    ReportMsg, StartRun,
+    self, ControlError, Framed, GmRequest, MemberSpec, PeerCommand, PeerInfo, Reply, StartRun,
 };
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Once a run's outcome is decided, how long the members that have not
+/// reported yet get to report (they were told to stop at once).
+const GRACE: Duration = Duration::from_secs(3);
+/// How much longer than [`GRACE`] a report that is still arriving may take
+/// (a long log takes a while to send).
+const GRACE_FOR_TRANSFERS: Duration = Duration::from_secs(60);
+/// How long telling a member to stop may take.
+const ABORT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How the server is set up.
 #[derive(Clone, Debug)]
@@ -53,6 +70,25 @@ pub struct ServerOptions {
     pub advertise: Option<String>,
     /// Where run directories are created.
     pub data_dir: PathBuf,
+    /// Every run waits until at least this many peers answer (`--expect`).
+    pub expect: Option<usize>,
+    /// How long a run waits for its members, and the server for the group
+    /// manager (`--expect-timeout`).
+    pub expect_timeout: Duration,
+}
+
+impl ServerOptions {
+    /// Options with no `--expect` and a 60 s timeout.
+    pub fn new(group_manager: String, listen: SocketAddr, data_dir: PathBuf) -> ServerOptions {
+        ServerOptions {
+            group_manager,
+            listen,
+            advertise: None,
+            data_dir,
+            expect: None,
+            expect_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// The parameters of one run.
@@ -77,6 +113,10 @@ pub struct RunParams {
     /// Give up on the run after this long; derived from the workload if absent.
     #[serde(skip)]
     pub deadline: Option<Duration>,
+    /// A member silent this long is declared unresponsive (the protocol's
+    /// default, 10 s, if absent).
+    #[serde(skip)]
+    pub peer_timeout: Option<Duration>,
 }
 
 fn ser_micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -95,6 +135,7 @@ impl RunParams {
             wan: None,
             seed: None,
             deadline: None,
+            peer_timeout: None,
         }
     }
 
@@ -122,11 +163,15 @@ pub struct MemberOutcome {
     pub region: String,
     /// `completed`, `failed`, or `missing` (never reported).
     pub status: String,
-    /// Why it failed.
+    /// Why it failed, or, for a missing member, what the server saw.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// Log entries received.
+    /// Deliveries in its log.
     pub entries: u64,
+    /// Seconds from the start of the run to its report, or to the moment
+    /// its control connection closed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_s: Option<f64>,
     /// The peer's protocol counters.
     pub stats: std::collections::BTreeMap<String, u64>,
 }
@@ -157,7 +202,12 @@ pub struct RunOutcome {
     /// run, not part of it: failing to write it never fails the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report_error: Option<String>,
-    /// The checker's findings (present when every member reported a log).
+    /// Logs that were reported but could not be read, one sentence each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreadable_logs: Vec<String>,
+    /// The checker's findings on the logs the server holds — for a failed
+    /// run too, where they say how far each member got and whether what was
+    /// delivered is consistent.
     #[serde(flatten)]
     pub findings: Option<Findings>,
 }
@@ -165,9 +215,10 @@ pub struct RunOutcome {
 /// Progress of a run, for whoever shows it.
 #[derive(Clone, Debug)]
 pub enum ServerEvent {
-    /// Peers registered so far, while waiting for enough of them.
+    /// Peers that answer so far, while waiting for enough of them. Sent
+    /// when the count changes, and now and then while it does not.
     Waiting {
-        /// Registered now.
+        /// Registered and answering now.
         registered: usize,
         /// Wanted.
         expected: usize,
@@ -192,6 +243,12 @@ pub enum ServerEvent {
         /// Reports expected.
         total: usize,
     },
+    /// The run's outcome is decided before every member reported: the
+    /// others were told to stop, and their reports are awaited briefly.
+    Ending {
+        /// Why.
+        cause: String,
+    },
     /// All reports are in; checking.
     Checking,
 }
@@ -205,16 +262,33 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the report listener and works out the address peers must use.
+    /// Binds the report listener, waits for the group manager (up to
+    /// `expect_timeout`) and works out the address peers must use.
     pub async fn bind(opts: ServerOptions) -> anyhow::Result<Server> {
-        let listener = TcpListener::bind(opts.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", opts.listen))?;
+        let listener = TcpListener::bind(opts.listen).await.map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                ": is another server already running there? Choose another address with \
+                 --listen (port 0 picks a free one)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("cannot listen on {}: {e}{hint}", opts.listen)
+        })?;
         let local = listener.local_addr()?;
-        let report_to =
-            advertised_addr(opts.advertise.as_deref(), local, &opts.group_manager).await?;
         std::fs::create_dir_all(&opts.data_dir)
             .with_context(|| format!("cannot create {}", opts.data_dir.display()))?;
+        reports::clean_leftovers(&opts.data_dir);
+        // The address peers must use is checked first when it does not
+        // depend on the group manager (a bad --advertise is reported at
+        // once); otherwise it is learnt from the way to the group manager.
+        let report_to = if opts.advertise.is_some() || !local.ip().is_unspecified() {
+            let a = advertised_addr(opts.advertise.as_deref(), local, &opts.group_manager).await?;
+            reach::wait_for_group_manager(&opts.group_manager, opts.expect_timeout).await?;
+            a
+        } else {
+            reach::wait_for_group_manager(&opts.group_manager, opts.expect_timeout).await?;
+            advertised_addr(None, local, &opts.group_manager).await?
+        };
         Ok(Server {
             opts,
             listener,
@@ -231,70 +305,43 @@ impl Server {
     /// The registered peers, in natural name order: the order their member
     /// ids are given in.
     pub async fn peers(&self) -> anyhow::Result<Vec<PeerInfo>> {
-        let reply: Reply = control::request(
-            self.opts.group_manager.as_str(),
-            &GmRequest::List,
-            REQUEST_TIMEOUT,
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "cannot list peers at the group manager {}",
-                self.opts.group_manager
-            )
-        })?;
-        let mut peers = reply.peers.unwrap_or_default();
-        peers.sort_by(|a, b| natural_cmp(&a.name, &b.name));
-        Ok(peers)
+        members::list(&self.opts.group_manager).await
     }
 
-    /// Waits until at least `n` peers are registered.
+    /// Waits until at least `n` registered peers answer, for up to
+    /// `timeout`, and returns every one that answers.
     pub async fn wait_for_peers(
         &self,
         n: usize,
         timeout: Duration,
         progress: &mut dyn FnMut(ServerEvent),
     ) -> anyhow::Result<Vec<PeerInfo>> {
-        let until = tokio::time::Instant::now() + timeout;
-        loop {
-            let peers = self.peers().await?;
-            progress(ServerEvent::Waiting {
-                registered: peers.len(),
-                expected: n,
-            });
-            if peers.len() >= n {
-                return Ok(peers);
-            }
-            if tokio::time::Instant::now() >= until {
-                let names: Vec<&str> = peers.iter().map(|p| p.name.as_str()).collect();
-                bail!(
-                    "only {} of {n} peers registered within {timeout:?}: {names:?}",
-                    peers.len()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        members::wait_for_members(&self.opts.group_manager, Some(n), timeout, progress).await
     }
 
-    /// Runs one experiment with every registered peer.
+    /// Runs one experiment with every registered peer that answers (at
+    /// least `expect` of them, waiting for them if need be).
+    ///
+    /// An `Err` means no run took place (its members could not be
+    /// gathered, or its directory not created); a run that took place and
+    /// failed is an `Ok` outcome that says why.
     pub async fn run(
         &mut self,
         params: &RunParams,
         progress: &mut dyn FnMut(ServerEvent),
     ) -> anyhow::Result<RunOutcome> {
-        let peers = self.peers().await?;
-        if peers.is_empty() {
-            bail!(
-                "no peers are registered with the group manager at {}",
-                self.opts.group_manager
-            );
-        }
+        let peers = members::wait_for_members(
+            &self.opts.group_manager,
+            self.opts.expect,
+            self.opts.expect_timeout,
+            progress,
+        )
+        .await?;
         self.runs += 1;
         let run = new_run_id(self.runs);
         let run_dir = create_run_dir(&self.opts.data_dir, params.order)?;
         let deadline = params.deadline();
-        let started = tokio::time::Instant::now();
-        let until = started + deadline;
+        let started = Instant::now();
         let seed = params.seed.unwrap_or(run);
         let members: Vec<MemberSpec> = peers
             .iter()
@@ -320,10 +367,11 @@ impl Server {
                 status: "missing".to_string(),
                 error: None,
                 entries: 0,
+                at_s: None,
                 stats: Default::default(),
             })
             .collect();
-        let (tx, mut rx) = mpsc::channel::<Collected>(4 * n + 4);
+        let (tx, rx) = mpsc::channel::<Collected>(4 * n + 4);
 
         // Start every peer, keeping each control connection open: if the
         // peer's process dies, the connection closes and we know at once.
@@ -346,6 +394,7 @@ impl Server {
                 wan: params.wan.clone(),
                 report_to: self.report_to,
                 deadline_ms: peer_deadline.as_millis() as u64,
+                peer_timeout_ms: params.peer_timeout.map(|d| d.as_millis() as u64),
             };
             match start_peer(p.control_addr, start).await {
                 Ok(framed) => {
@@ -356,97 +405,65 @@ impl Server {
                         "could not start peer {} ({}) at {}: {e}",
                         i, p.name, p.control_addr
                     ));
+                    outcomes[i].error = Some(format!("could not be started: {e}"));
+                    // It never ran; the others, started already, are told
+                    // to stop below.
+                    outcomes[i].status = "missing".to_string();
                     break;
                 }
             }
         }
+        let started_count = watchers.len();
 
-        let mut error = start_error;
-        let mut received = 0;
-        if error.is_none() {
-            loop {
-                tokio::select! {
-                    accepted = self.listener.accept() => {
-                        if let Ok((stream, _)) = accepted {
-                            tokio::spawn(receive_report(stream, run, n, run_dir.clone(), tx.clone()));
-                        }
-                    }
-                    msg = rx.recv() => match msg {
-                        Some(Collected::Report { header }) => {
-                            let o = &mut outcomes[usize::from(header.member)];
-                            if o.status != "missing" {
-                                continue; // a duplicate report; the first one counts
-                            }
-                            o.status = header.status.clone();
-                            o.error = header.error.clone();
-                            o.entries = header.entries;
-                            o.stats = header.stats.clone();
-                            received += 1;
-                            progress(ServerEvent::Reported { member: header.member, status: header.status, received, total: n });
-                            if received == n {
-                                break;
-                            }
-                        }
-                        Some(Collected::Disconnected { member, why }) => {
-                            let o = &outcomes[usize::from(member)];
-                            if o.status == "missing" {
-                                error = Some(format!(
-                                    "peer {} ({}) disconnected during the run ({why}): its process probably died",
-                                    member, o.name
-                                ));
-                                break;
-                            }
-                        }
-                        None => break,
-                    },
-                    () = tokio::time::sleep_until(until) => {
-                        let missing: Vec<String> = outcomes
-                            .iter()
-                            .filter(|o| o.status == "missing")
-                            .map(|o| format!("{} ({})", o.id, o.name))
-                            .collect();
-                        error = Some(format!("run deadline of {deadline:?} passed; no report from peer(s) {}", missing.join(", ")));
-                        break;
-                    }
-                }
-            }
-        }
+        let mut collect = Collection {
+            run,
+            peers: &peers,
+            outcomes: &mut outcomes,
+            started: started_count,
+            received: 0,
+            receiving: vec![false; n],
+            lost: vec![false; n],
+            cause: None,
+            closing: None,
+            begun: started,
+        };
+        collect
+            .gather(
+                &self.listener,
+                rx,
+                tx,
+                &run_dir,
+                started + deadline,
+                deadline,
+                start_error,
+                progress,
+            )
+            .await;
+        let error = collect.verdict();
         for w in watchers {
             w.abort();
         }
-        let failed: Vec<String> = outcomes
-            .iter()
-            .filter(|o| o.status == "failed")
-            .map(|o| {
-                format!(
-                    "peer {} ({}) failed: {}",
-                    o.id,
-                    o.name,
-                    o.error.as_deref().unwrap_or("no reason given")
-                )
-            })
-            .collect();
-        if error.is_none() && !failed.is_empty() {
-            error = Some(failed.join("; "));
-        }
-        let findings = if received == n {
-            progress(ServerEvent::Checking);
-            let spec = RunSpec {
-                order: params.order,
-                members: n,
-                sent: vec![params.messages; n],
-            };
-            match read_logs(&run_dir, &outcomes) {
-                Ok(logs) => Some(mpcomm_check::check(&spec, &logs)),
-                Err(e) => {
-                    error.get_or_insert(format!("{e:#}"));
-                    None
-                }
-            }
-        } else {
-            None
+
+        progress(ServerEvent::Checking);
+        let spec = RunSpec {
+            order: params.order,
+            members: n,
+            sent: vec![params.messages; n],
         };
-        let passed = error.is_none() && findings.as_ref().is_some_and(|f| f.passed);
+        let ids: Vec<MemberId> = outcomes.iter().map(|o| o.id).collect();
+        let dir = run_dir.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            let (logs, problems) = reports::read_logs(&dir, &ids);
+            (mpcomm_check::check(&spec, &logs), problems)
+        })
+        .await;
+        let (findings, unreadable_logs) = match checked {
+            Ok((f, problems)) => (Some(f), problems),
+            Err(e) => (None, vec![format!("checking the logs crashed: {e}")]),
+        };
+        let passed = error.is_none()
+            && unreadable_logs.is_empty()
+            && findings.as_ref().is_some_and(|f| f.passed);
         let mut outcome = RunOutcome {
             run,
             run_dir: run_dir.clone(),
@@ -460,6 +477,7 @@ impl Server {
             members: outcomes,
             report: Some(run_dir.join(crate::report::REPORT_FILE)),
             report_error: None,
+            unreadable_logs,
             findings,
         };
         // The summary names the report before it exists, because the report
@@ -476,13 +494,17 @@ impl Server {
     }
 
     /// Tells every registered peer, then the group manager, to stop.
-    pub async fn stop_everything(&self) -> anyhow::Result<()> {
+    /// Returns the peers that could not be told, each with why (a peer
+    /// that is already gone, say); the caller decides whether that is
+    /// worth a warning.
+    pub async fn stop_everything(&self) -> anyhow::Result<Vec<String>> {
+        let mut unreachable = Vec::new();
         for p in self.peers().await.unwrap_or_default() {
             if let Err(e) =
                 control::request::<_, _, Reply>(p.control_addr, &PeerCommand::Stop, REQUEST_TIMEOUT)
                     .await
             {
-                tracing::warn!("could not stop peer {}: {e}", p.name);
+                unreachable.push(format!("{}: {e}", p.name));
             }
         }
         control::request::<_, _, Reply>(
@@ -497,48 +519,192 @@ impl Server {
                 self.opts.group_manager
             )
         })?;
-        Ok(())
+        Ok(unreachable)
     }
 }
 
-/// Compares names as people do: runs of digits by their value, so that
-/// `peer-2` comes before `peer-10` and a demo of 12 peers numbers its
-/// members in the order of their names. Equal by that rule (`peer-02` and
-/// `peer-2`), names fall back to byte order, so the order is total.
-fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    fn chunks(s: &str) -> impl Iterator<Item = &str> {
-        let mut rest = s;
-        std::iter::from_fn(move || {
-            let first = rest.chars().next()?;
-            let digit = first.is_ascii_digit();
-            let end = rest
-                .find(|c: char| c.is_ascii_digit() != digit)
-                .unwrap_or(rest.len());
-            let (chunk, tail) = rest.split_at(end);
-            rest = tail;
-            Some(chunk)
-        })
+/// The reports of one run as they come in, and the decision when it ends.
+struct Collection<'a> {
+    run: u64,
+    peers: &'a [PeerInfo],
+    outcomes: &'a mut [MemberOutcome],
+    /// Members that were started (the first `started` of them).
+    started: usize,
+    /// Reports stored.
+    received: usize,
+    /// Members whose report is being received.
+    receiving: Vec<bool>,
+    /// Members whose control connection closed before they reported.
+    lost: Vec<bool>,
+    /// What decided the run's failure, once something did.
+    cause: Option<String>,
+    /// When the grace for the last reports ends, once the outcome is
+    /// decided.
+    closing: Option<Instant>,
+    begun: Instant,
+}
+
+impl Collection<'_> {
+    fn name(&self, member: usize) -> String {
+        format!("peer {member} ({})", self.peers[member].name)
     }
-    let chunk_cmp = |x: &str, y: &str| {
-        let digits = |c: &str| c.bytes().all(|b| b.is_ascii_digit());
-        if digits(x) && digits(y) {
-            let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
-            x.len().cmp(&y.len()).then_with(|| x.cmp(y))
-        } else {
-            x.cmp(y)
+
+    /// Whether member `i` has nothing more to say: it reported, it is
+    /// gone, or it was never started.
+    fn settled(&self, i: usize) -> bool {
+        i >= self.started || self.outcomes[i].status != "missing" || self.lost[i]
+    }
+
+    /// Decides the run's failure (the first cause wins) and tells every
+    /// member still running to stop and report.
+    fn decide(&mut self, cause: String, progress: &mut dyn FnMut(ServerEvent)) {
+        if self.closing.is_some() {
+            return;
         }
-    };
-    let (mut xs, mut ys) = (chunks(a), chunks(b));
-    let by_value = loop {
-        match (xs.next(), ys.next()) {
-            (Some(x), Some(y)) => match chunk_cmp(x, y) {
-                std::cmp::Ordering::Equal => continue,
-                other => break other,
-            },
-            (x, y) => break x.is_some().cmp(&y.is_some()),
+        tracing::info!("run {}: {cause}; ending it", self.run);
+        progress(ServerEvent::Ending {
+            cause: cause.clone(),
+        });
+        for i in 0..self.started {
+            if self.settled(i) {
+                continue;
+            }
+            let (addr, run, reason) = (self.peers[i].control_addr, self.run, cause.clone());
+            tokio::spawn(async move {
+                let abort = PeerCommand::Abort { run, reason };
+                if let Err(e) = control::request::<_, _, Reply>(addr, &abort, ABORT_TIMEOUT).await {
+                    tracing::debug!("could not tell {addr} to abort run {run}: {e}");
+                }
+            });
         }
-    };
-    by_value.then_with(|| a.cmp(b))
+        self.cause = Some(cause);
+        self.closing = Some(Instant::now() + GRACE);
+    }
+
+    /// Collects reports until every member has reported, or — once the
+    /// outcome is decided — every member has settled or the grace is over.
+    #[allow(clippy::too_many_arguments)]
+    async fn gather(
+        &mut self,
+        listener: &TcpListener,
+        mut rx: mpsc::Receiver<Collected>,
+        tx: mpsc::Sender<Collected>,
+        run_dir: &Path,
+        until: Instant,
+        deadline: Duration,
+        start_error: Option<String>,
+        progress: &mut dyn FnMut(ServerEvent),
+    ) {
+        let n = self.peers.len();
+        if let Some(e) = start_error {
+            self.decide(e, progress);
+        }
+        loop {
+            let all_settled = (0..n).all(|i| self.settled(i));
+            let busy = self.receiving.iter().any(|&r| r);
+            if all_settled && !busy {
+                break;
+            }
+            let grace = self.closing;
+            tokio::select! {
+                accepted = listener.accept() => {
+                    if let Ok((stream, _)) = accepted {
+                        tokio::spawn(reports::receive_report(
+                            stream, self.run, n, run_dir.to_path_buf(), tx.clone(),
+                        ));
+                    }
+                }
+                msg = rx.recv() => match msg {
+                    Some(Collected::Receiving { member }) => {
+                        self.receiving[usize::from(member)] = true;
+                    }
+                    Some(Collected::Broken { member }) => {
+                        self.receiving[usize::from(member)] = false;
+                    }
+                    Some(Collected::Report { header }) => {
+                        let i = usize::from(header.member);
+                        self.receiving[i] = false;
+                        let at = self.begun.elapsed().as_secs_f64();
+                        let o = &mut self.outcomes[i];
+                        if o.status != "missing" {
+                            continue; // a duplicate report; the first one counts
+                        }
+                        o.status = header.status.clone();
+                        o.error = header.error.clone();
+                        o.entries = header.delivered.unwrap_or(header.entries);
+                        o.stats = header.stats.clone();
+                        o.at_s = Some(at);
+                        self.received += 1;
+                        progress(ServerEvent::Reported {
+                            member: header.member,
+                            status: header.status.clone(),
+                            received: self.received,
+                            total: n,
+                        });
+                        if header.status != "completed" {
+                            let why = header.error.as_deref().unwrap_or("no reason given");
+                            let cause = format!("{} failed: {why}", self.name(i));
+                            self.decide(cause, progress);
+                        }
+                    }
+                    Some(Collected::Disconnected { member, why }) => {
+                        let i = usize::from(member);
+                        if self.outcomes[i].status == "missing" && !self.lost[i] {
+                            self.lost[i] = true;
+                            let at = self.begun.elapsed().as_secs_f64();
+                            self.outcomes[i].at_s = Some(at);
+                            self.outcomes[i].error = Some(format!(
+                                "its control connection closed {at:.1} s into the run ({why}) before it reported"
+                            ));
+                            let cause = format!(
+                                "{} disconnected during the run ({why}): its process probably died",
+                                self.name(i)
+                            );
+                            self.decide(cause, progress);
+                        }
+                    }
+                    None => break,
+                },
+                () = tokio::time::sleep_until(until), if grace.is_none() => {
+                    let missing: Vec<String> = (0..n)
+                        .filter(|&i| !self.settled(i))
+                        .map(|i| self.name(i))
+                        .collect();
+                    self.decide(
+                        format!(
+                            "run deadline of {deadline:?} passed; no report from {}",
+                            missing.join(", ")
+                        ),
+                        progress,
+                    );
+                }
+                () = tokio::time::sleep_until(grace.unwrap_or(until)), if grace.is_some() && !busy => {
+                    break;
+                }
+                // A report still arriving may extend the grace, within reason.
+                () = tokio::time::sleep_until(grace.unwrap_or(until) + GRACE_FOR_TRANSFERS), if grace.is_some() => {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Why the run failed, if it did: the cause that decided it, and who
+    /// never reported besides.
+    fn verdict(&self) -> Option<String> {
+        let silent: Vec<String> = (0..self.started)
+            .filter(|&i| self.outcomes[i].status == "missing" && !self.lost[i])
+            .map(|i| self.name(i))
+            .collect();
+        let mut error = self.cause.clone()?;
+        if !silent.is_empty() {
+            error.push_str(&format!(
+                "; no report from {} (alive but not answering?)",
+                silent.join(", ")
+            ));
+        }
+        Some(error)
+    }
 }
 
 /// Writes the run's `summary.json`.
@@ -582,11 +748,6 @@ async fn write_report(run_dir: &Path) -> Result<PathBuf, String> {
     }
 }
 
-enum Collected {
-    Report { header: ReportHeader },
-    Disconnected { member: MemberId, why: String },
-}
-
 /// Sends the start command and returns the open connection.
 async fn start_peer(addr: SocketAddr, start: StartRun) -> Result<Framed<TcpStream>, ControlError> {
     let exchange = async {
@@ -616,96 +777,6 @@ async fn watch_peer(member: MemberId, mut framed: Framed<TcpStream>, tx: mpsc::S
     let _ = tx.send(Collected::Disconnected { member, why }).await;
 }
 
-/// Receives one report and writes its log durably into the run directory.
-async fn receive_report(
-    stream: TcpStream,
-    run: u64,
-    n: usize,
-    dir: PathBuf,
-    tx: mpsc::Sender<Collected>,
-) {
-    let mut framed = Framed::new(stream);
-    let result = tokio::time::timeout(Duration::from_secs(300), async {
-        let header = match framed.recv::<ReportMsg>().await? {
-            Some(ReportMsg::Report(h)) => h,
-            Some(ReportMsg::End { .. }) => {
-                return Err(ControlError::Protocol(
-                    "a report must start with its header".into(),
-                ));
-            }
-            None => return Err(ControlError::Closed),
-        };
-        if header.run != run {
-            return Err(ControlError::Protocol(format!(
-                "run {} is not the current run ({run})",
-                header.run
-            )));
-        }
-        if usize::from(header.member) >= n {
-            return Err(ControlError::Protocol(format!(
-                "member {} is not in this run of {n}",
-                header.member
-            )));
-        }
-        let suffix = if header.status == "completed" {
-            "jsonl"
-        } else {
-            "failed.jsonl"
-        };
-        let name = format!("member-{}.{suffix}", header.member);
-        let tmp = dir.join(format!("{name}.tmp"));
-        let file = tokio::fs::File::create(&tmp).await?;
-        let mut writer = tokio::io::BufWriter::with_capacity(1 << 16, file);
-        control::recv_report_body(&mut framed, &header, &mut writer).await?;
-        writer.flush().await?;
-        let file = writer.into_inner();
-        file.sync_all().await?;
-        drop(file);
-        tokio::fs::rename(&tmp, dir.join(&name)).await?;
-        Ok(header)
-    })
-    .await;
-    match result {
-        Ok(Ok(header)) => {
-            let _ = framed.send(&Reply::ok()).await;
-            let _ = tx.send(Collected::Report { header }).await;
-        }
-        Ok(Err(e)) => {
-            tracing::warn!("rejected a report: {e}");
-            let _ = framed.send(&Reply::err(e.to_string())).await;
-        }
-        Err(_) => tracing::warn!("a report took too long"),
-    }
-}
-
-/// Reads every member's log from the run directory.
-fn read_logs(dir: &Path, members: &[MemberOutcome]) -> anyhow::Result<Vec<PeerLog>> {
-    members
-        .iter()
-        .map(|m| {
-            let suffix = if m.status == "completed" {
-                "jsonl"
-            } else {
-                "failed.jsonl"
-            };
-            let path = dir.join(format!("member-{}.{suffix}", m.id));
-            if m.entries == 0 {
-                return Ok(PeerLog {
-                    peer: m.id,
-                    entries: Vec::new(),
-                });
-            }
-            let file = std::fs::File::open(&path)
-                .with_context(|| format!("cannot open {}", path.display()))?;
-            let log = mpcomm_check::log::read_log(
-                std::io::BufReader::new(file),
-                &path.display().to_string(),
-            )?;
-            Ok(log)
-        })
-        .collect()
-}
-
 /// A run id unique across this server's runs and, in practice, across
 /// servers: the time in milliseconds, with the run counter in the low bits.
 fn new_run_id(counter: u64) -> u64 {
@@ -721,23 +792,4 @@ fn create_run_dir(data_dir: &Path, order: OrderKind) -> anyhow::Result<PathBuf> 
     let name = format!("{}-{order}", now_stamp());
     create_unique_dir(data_dir, &name)
         .with_context(|| format!("cannot create a run directory in {}", data_dir.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::natural_cmp;
-
-    #[test]
-    fn names_sort_naturally() {
-        let mut names = vec![
-            "peer-10", "peer-2", "peer-1", "peer-02", "b", "a10b", "a9b", "peer-", "",
-        ];
-        names.sort_by(|a, b| natural_cmp(a, b));
-        assert_eq!(
-            names,
-            [
-                "", "a9b", "a10b", "b", "peer-", "peer-1", "peer-02", "peer-2", "peer-10"
-            ]
-        );
-    }
 }

@@ -128,9 +128,45 @@
 //! | `total` | yes       | yes       | yes  | yes         |
 //!
 //! Every property is checked and reported whatever the order; a run
-//! *passes* ([`Findings::passed`]) when every property its order promises
-//! holds ([`Property::promised_by`]). A `none` run with unordered rounds
-//! passes: disorder is what `none` is there to show.
+//! *passes* ([`Findings::passed`]) when it is complete (below) and every
+//! property its order promises holds ([`Property::promised_by`]). A `none`
+//! run with unordered rounds passes: disorder is what `none` is there to
+//! show.
+//!
+//! ## Runs cut short
+//!
+//! A run can stop before its end: a member is killed, another stops
+//! answering, the others give up. Its logs then say less than a complete
+//! run's, and the checker says so instead of misreading them:
+//!
+//! * a member with no log at all is *missing* ([`Findings::missing_logs`]);
+//! * a log without its end line is *partial* (its writer was killed;
+//!   [`Findings::partial_logs`]), one whose end line says the run failed is
+//!   *failed* ([`Findings::failed_logs`]) — both are *cut short*
+//!   ([`log::LogStatus::cut_short`]).
+//!
+//! A run with any of these is not *complete* ([`Findings::complete`]), and
+//! an incomplete run never passes. What was delivered before the stop is
+//! still judged, for what it is worth:
+//!
+//! * the safety properties — total order, FIFO, and the part of integrity
+//!   that says nothing was delivered twice or invented — hold or fail as in
+//!   any run;
+//! * the liveness ones are judged only where they apply: a log cut short
+//!   is not blamed for the messages it never got to (integrity's "never
+//!   delivered"), and agreement compares the logs that claim to be
+//!   complete;
+//! * and one more verdict, [`Findings::consistent`], says whether what was
+//!   delivered is a beginning of what a correct run delivers: for an order
+//!   that promises total order, every log is a *prefix of one sequence*
+//!   (the longest log); for one that promises FIFO, every log holds each
+//!   sender's messages `0, 1, 2, …` without a gap; for every order,
+//!   integrity as just described. A killed member's partial log and the
+//!   survivors' failed ones are consistent when the protocol did its job up
+//!   to the stop.
+//!
+//! Logs of version 1 (without meta and end lines) say nothing about
+//! themselves; they are judged as complete logs.
 //!
 //! ## Which counter-example is "first"
 //!
@@ -154,10 +190,11 @@
 //!
 //! ## What the checker cannot see
 //!
-//! It judges the logs it is given. A member whose log is not among them is
-//! not reported missing (the server and the simulator always pass one log
-//! per member); `peers` says how many logs were checked, and `delivered`
-//! against `expected` shows any shortfall.
+//! It judges the logs it is given against the spec: a member of the spec
+//! whose log is not among them is reported missing, and the run does not
+//! pass. A log that ends early without saying so (a version-1 log whose
+//! writer was killed) looks complete, and is judged as such: it is found
+//! out by the messages it lacks.
 //!
 //! ## Cost
 //!
@@ -173,14 +210,14 @@
 //! use mpcomm_check::{check, LogEntry, PeerLog, RunSpec};
 //! use mpcomm_core::OrderKind;
 //!
-//! let log = |peer, msgs: &[(u16, u64)]| PeerLog {
-//!     peer,
-//!     entries: msgs
+//! let log = |peer, msgs: &[(u16, u64)]| {
+//!     let entries = msgs
 //!         .iter()
 //!         .map(|&(sender, seq)| LogEntry {
 //!             run: 1, peer, sender, seq, stamp: None, sent_us: None, delivered_us: None,
 //!         })
-//!         .collect(),
+//!         .collect();
+//!     PeerLog::new(peer, entries)
 //! };
 //! let logs = [
 //!     log(0, &[(0, 0), (1, 0), (0, 1), (1, 1)]),
@@ -200,6 +237,7 @@
 //! assert!(check(&RunSpec { order: OrderKind::Fifo, ..spec }, &logs).passed);
 //! ```
 
+mod consistency;
 mod index;
 mod latency;
 pub mod log;
@@ -217,10 +255,9 @@ mod testing {
     /// The log of `peer` delivering `msgs` (sender, seq) in that order,
     /// without stamps or times.
     pub(crate) fn log(peer: u16, msgs: &[(u16, u64)]) -> PeerLog {
-        PeerLog {
+        PeerLog::new(
             peer,
-            entries: msgs
-                .iter()
+            msgs.iter()
                 .map(|&(sender, seq)| LogEntry {
                     run: 1,
                     peer,
@@ -231,7 +268,7 @@ mod testing {
                     delivered_us: None,
                 })
                 .collect(),
-        }
+        )
     }
 }
 
@@ -241,6 +278,7 @@ use mpcomm_core::{MemberId, OrderKind};
 use serde::{Deserialize, Serialize};
 
 pub use latency::Latency;
+pub use log::{EndStatus, LogEnd, LogMeta, LogStatus, Messages};
 pub use rounds::{Rounds, original_unordered_rounds, unordered_rounds};
 pub use views::{ViewLog, ViewMark, VirtualSynchrony, check_virtual_synchrony};
 pub use violation::{
@@ -283,13 +321,46 @@ impl LogEntry {
     }
 }
 
-/// All deliveries of one peer, in delivery order.
+/// All deliveries of one peer, in delivery order, and what its log file
+/// says about itself (see [`log`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PeerLog {
     /// The peer (member id).
     pub peer: MemberId,
     /// Its deliveries, in order.
     pub entries: Vec<LogEntry>,
+    /// The log's meta line (version 2), if it has one.
+    pub meta: Option<log::LogMeta>,
+    /// The log's end line (version 2), if it has one: a log with a meta
+    /// line and no end line is partial.
+    pub end: Option<log::LogEnd>,
+}
+
+impl PeerLog {
+    /// The log of `peer` delivering `entries`, with no meta or end line
+    /// (as a version-1 log, or one held in memory).
+    pub fn new(peer: MemberId, entries: Vec<LogEntry>) -> PeerLog {
+        PeerLog {
+            peer,
+            entries,
+            meta: None,
+            end: None,
+        }
+    }
+
+    /// What the log says about itself: completed, failed, partial (a meta
+    /// line without an end line: its writer was interrupted), or nothing.
+    pub fn status(&self) -> log::LogStatus {
+        use log::{EndStatus, LogStatus};
+        match (&self.meta, &self.end) {
+            (_, Some(end)) => match end.status {
+                EndStatus::Completed => LogStatus::Completed,
+                EndStatus::Failed => LogStatus::Failed,
+            },
+            (Some(_), None) => LogStatus::Partial,
+            (None, None) => LogStatus::Unstated,
+        }
+    }
 }
 
 /// What the checker must know about a run besides its logs.
@@ -347,6 +418,10 @@ pub struct Counterexamples {
     /// FIFO.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fifo: Option<String>,
+    /// Consistency of what a run cut short delivered
+    /// ([`Findings::consistent`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<String>,
 }
 
 /// What the checker found. Every mpcomm command that prints findings
@@ -355,15 +430,17 @@ pub struct Counterexamples {
 /// ```json
 /// {"order":"total","peers":3,"messages_per_peer":2,"unordered_rounds":2,"rounds":4,
 ///  "first_unordered_round":0,"total_order":false,"agreement":true,"integrity":true,
-///  "fifo":true,"delivered":12,"expected":12,"passed":false,
-///  "counterexamples":{"total_order":"peer 2 delivered 1:0 before 0:0; peer 0 delivered them the other way round"},
+///  "fifo":true,"delivered":12,"expected":12,"passed":false,"complete":true,"consistent":false,
+///  "counterexamples":{"total_order":"peer 2 delivered 1:0 before 0:0; peer 0 delivered them the other way round",
+///    "consistency":"peer 2 delivered 1:0 at position 0, where peer 0 delivered 0:0: the logs are not prefixes of one sequence"},
 ///  "latency_us":{"count":12,"mean":360.0,"p50":320,"p90":510,"p99":520,"p999":520,"max":520}}
 /// ```
 ///
 /// (the logs of the [crate example](crate#a-worked-example), with times).
-/// `counterexamples` has a key only for each violated property;
-/// `first_unordered_round` is absent when there is none; `latency_us` is
-/// `null` when no entry has both times.
+/// `counterexamples` has a key only for each violated property (and for
+/// consistency when it fails); `first_unordered_round` is absent when
+/// there is none; `missing_logs`, `partial_logs` and `failed_logs` are
+/// absent when empty; `latency_us` is `null` when no entry has both times.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Findings {
     /// The run's order: `none`, `fifo` or `total`.
@@ -391,13 +468,38 @@ pub struct Findings {
     pub delivered: u64,
     /// Deliveries there should be: members × messages multicast in all.
     pub expected: u64,
-    /// Every property the run's order promises holds.
+    /// The run is complete and every property its order promises holds.
     pub passed: bool,
+    /// Every member has a log and none was cut short (see the [crate
+    /// documentation](crate#runs-cut-short)).
+    #[serde(default = "yes")]
+    pub complete: bool,
+    /// Members of the run with no log among those checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_logs: Vec<MemberId>,
+    /// Members whose log stops without an end line (its writer was killed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial_logs: Vec<MemberId>,
+    /// Members whose log ends saying the run failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_logs: Vec<MemberId>,
+    /// What was delivered is a beginning of what a correct run delivers:
+    /// nothing twice or invented, and, as far as the order promises them,
+    /// every log a prefix of one sequence (total order) and each sender's
+    /// messages without gaps (FIFO). Always true of a run that passed;
+    /// the verdict that matters for a run cut short.
+    #[serde(default = "yes")]
+    pub consistent: bool,
     /// The first counter-example of each violated property.
     pub counterexamples: Counterexamples,
     /// Send-to-delivery latency over the entries that have both times;
     /// `null` when none has.
     pub latency_us: Option<Latency>,
+}
+
+/// The default of the verdicts that older summaries do not have.
+fn yes() -> bool {
+    true
 }
 
 impl Findings {
@@ -442,10 +544,31 @@ pub fn check_members(spec: &RunSpec, logs: &[PeerLog]) -> Findings {
 pub fn check_detailed(spec: &RunSpec, logs: &[PeerLog]) -> (Findings, Vec<Violation>) {
     let ix = index::Index::new(spec, logs);
     let rounds = unordered_rounds(logs);
+    // Logs cut short are judged on what they delivered, not on what they
+    // never got to (see "Runs cut short" above).
+    let cut: Vec<bool> = logs.iter().map(|l| l.status().cut_short()).collect();
     let total = total_order::first_violation(&ix);
-    let agreement = properties::first_agreement_violation(&ix);
-    let integrity = properties::first_integrity_violation(spec, &ix);
+    let agreement = properties::first_agreement_violation(&ix, &cut);
+    let integrity = properties::first_integrity_violation(spec, &ix, &cut);
     let fifo = properties::first_fifo_violation(&ix);
+    let consistency = match &integrity {
+        Some(v) => Some(format!("integrity: {v}")),
+        None => consistency::first_inconsistency(spec, &ix).map(|v| v.to_string()),
+    };
+    let members_of = |status: log::LogStatus| -> Vec<MemberId> {
+        let mut v: Vec<MemberId> = logs
+            .iter()
+            .filter(|l| l.status() == status)
+            .map(|l| l.peer)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let partial_logs = members_of(log::LogStatus::Partial);
+    let failed_logs = members_of(log::LogStatus::Failed);
+    let missing_logs = missing_members(spec, logs);
+    let complete = missing_logs.is_empty() && partial_logs.is_empty() && failed_logs.is_empty();
     let violations: Vec<Violation> = [
         total.map(Violation::from),
         agreement.map(Violation::from),
@@ -478,16 +601,40 @@ pub fn check_detailed(spec: &RunSpec, logs: &[PeerLog]) -> (Findings, Vec<Violat
         fifo: fifo.is_none(),
         delivered: logs.iter().map(|l| l.entries.len() as u64).sum(),
         expected: (spec.members as u64).saturating_mul(sent_in_all),
-        passed: violations
-            .iter()
-            .all(|v| !v.property().promised_by(spec.order)),
+        passed: complete
+            && violations
+                .iter()
+                .all(|v| !v.property().promised_by(spec.order)),
+        complete,
+        missing_logs,
+        partial_logs,
+        failed_logs,
+        consistent: consistency.is_none(),
         counterexamples: Counterexamples {
             total_order: text(Property::TotalOrder),
             agreement: text(Property::Agreement),
             integrity: text(Property::Integrity),
             fifo: text(Property::Fifo),
+            consistency,
         },
         latency_us: Latency::of_logs(logs),
     };
     (findings, violations)
+}
+
+/// The members of the spec with no log among `logs`. (A spec of more
+/// members than ids exist lists only those ids.)
+fn missing_members(spec: &RunSpec, logs: &[PeerLog]) -> Vec<MemberId> {
+    let n = spec.members.min(usize::from(MemberId::MAX) + 1);
+    let mut has = vec![false; n];
+    for l in logs {
+        if let Some(h) = has.get_mut(usize::from(l.peer)) {
+            *h = true;
+        }
+    }
+    has.iter()
+        .enumerate()
+        .filter(|(_, h)| !**h)
+        .filter_map(|(i, _)| MemberId::try_from(i).ok())
+        .collect()
 }

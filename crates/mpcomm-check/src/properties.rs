@@ -11,17 +11,38 @@ use crate::violation::{AgreementViolation, FifoViolation, IntegrityViolation};
 use crate::{Msg, RunSpec};
 
 /// The first message, in peer order then delivery order, that some other
-/// peer never delivered; the other is the lowest such peer.
-pub(crate) fn first_agreement_violation(ix: &Index) -> Option<AgreementViolation> {
-    let all = ix.logs.len();
-    let (li, id) = ix.order.iter().find_map(|&li| {
+/// peer never delivered; the other is the lowest such peer. Logs cut short
+/// (`cut[li]`) are left out: they stopped before they could agree.
+pub(crate) fn first_agreement_violation(ix: &Index, cut: &[bool]) -> Option<AgreementViolation> {
+    let judged: Vec<usize> = ix
+        .order
+        .iter()
+        .copied()
+        .filter(|&li| !cut.get(li).copied().unwrap_or(false))
+        .collect();
+    let all = judged.len();
+    // How many judged logs hold each message: the index's count when every
+    // log is judged, else counted again over the judged ones.
+    let recounted;
+    let holders: &[usize] = if all == ix.logs.len() {
+        &ix.holders
+    } else {
+        let mut h = vec![0usize; ix.msgs.len()];
+        for &li in &judged {
+            for &id in &ix.firsts[li] {
+                h[id] += 1;
+            }
+        }
+        recounted = h;
+        &recounted
+    };
+    let (li, id) = judged.iter().find_map(|&li| {
         ix.firsts[li]
             .iter()
-            .find(|&&id| ix.holders[id] < all)
+            .find(|&&id| holders[id] < all)
             .map(|&id| (li, id))
     })?;
-    let other = ix
-        .order
+    let other = judged
         .iter()
         .copied()
         .find(|&lj| lj != li && !ix.firsts[lj].contains(&id))?;
@@ -49,8 +70,14 @@ pub(crate) fn common_run(runs: impl IntoIterator<Item = u64>) -> Option<u64> {
 /// itself belongs (its peer is a member, it is the only log of its peer);
 /// then its entries in order (wrong peer, wrong run, unknown sender, never
 /// sent, delivered twice — the earliest entry with any of these); then the
-/// first message it never delivered (lowest sender, then lowest seq).
-pub(crate) fn first_integrity_violation(spec: &RunSpec, ix: &Index) -> Option<IntegrityViolation> {
+/// first message it never delivered (lowest sender, then lowest seq) —
+/// unless the log was cut short (`cut[li]`): it stopped before it could
+/// deliver everything.
+pub(crate) fn first_integrity_violation(
+    spec: &RunSpec,
+    ix: &Index,
+    cut: &[bool],
+) -> Option<IntegrityViolation> {
     let run = common_run(
         ix.order
             .iter()
@@ -124,7 +151,7 @@ pub(crate) fn first_integrity_violation(spec: &RunSpec, ix: &Index) -> Option<In
         }
         // Every entry is now a distinct message that was sent, so the log
         // misses nothing exactly when it has as many entries as were sent.
-        if (log.entries.len() as u128) < expected {
+        if !cut.get(li).copied().unwrap_or(false) && (log.entries.len() as u128) < expected {
             let delivered = ix.firsts[li].iter().map(|&id| ix.msgs[id]);
             if let Some(msg) = first_missing(spec, senders, delivered) {
                 return Some(IntegrityViolation::Missing { peer, msg });

@@ -316,10 +316,7 @@ mod tests {
     }
 
     fn log(peer: MemberId, msgs: &[(MemberId, u64)]) -> PeerLog {
-        PeerLog {
-            peer,
-            entries: msgs.iter().map(|&(s, q)| entry(peer, s, q)).collect(),
-        }
+        PeerLog::new(peer, msgs.iter().map(|&(s, q)| entry(peer, s, q)).collect())
     }
 
     /// Peer 2 crashes in view 1; peers 0 and 1 install view 2 having

@@ -4,8 +4,8 @@
 use std::collections::{BTreeSet, HashSet};
 
 use mpcomm_check::{
-    Counterexamples, Findings, IntegrityViolation, LogEntry, Msg, PeerLog, Property, RunSpec,
-    Violation, check, check_detailed,
+    Counterexamples, EndStatus, Findings, IntegrityViolation, LogEnd, LogEntry, LogMeta, Messages,
+    Msg, PeerLog, Property, RunSpec, Violation, check, check_detailed,
 };
 use mpcomm_core::OrderKind;
 use proptest::prelude::*;
@@ -24,6 +24,8 @@ fn entry(peer: u16, sender: u16, seq: u64) -> LogEntry {
 
 fn log(peer: u16, msgs: &[(u16, u64)]) -> PeerLog {
     PeerLog {
+        meta: None,
+        end: None,
         peer,
         entries: msgs.iter().map(|&(s, q)| entry(peer, s, q)).collect(),
     }
@@ -534,6 +536,8 @@ fn findings_serialise_with_the_documented_keys() {
         "delivered",
         "expected",
         "passed",
+        "complete",
+        "consistent",
         "counterexamples",
         "latency_us",
     ] {
@@ -543,9 +547,15 @@ fn findings_serialise_with_the_documented_keys() {
     assert_eq!(v["peers"], 2);
     assert_eq!(v["total_order"], false);
     assert_eq!(v["latency_us"], serde_json::Value::Null);
-    // Only the violated property has a counter-example.
+    // Only the violated property has a counter-example (and consistency,
+    // which total order is part of).
     let ce = v["counterexamples"].as_object().unwrap();
-    assert_eq!(ce.keys().collect::<Vec<_>>(), ["total_order"]);
+    assert_eq!(
+        ce.keys().collect::<Vec<_>>(),
+        ["consistency", "total_order"]
+    );
+    // The lists of logs cut short are left out when empty.
+    assert!(v.get("missing_logs").is_none());
     assert_eq!(serde_json::from_value::<Findings>(v).unwrap(), f);
 }
 
@@ -568,8 +578,9 @@ fn the_documented_json_example() {
         concat!(
             r#"{"order":"total","peers":3,"messages_per_peer":2,"unordered_rounds":2,"rounds":4,"#,
             r#""first_unordered_round":0,"total_order":false,"agreement":true,"integrity":true,"#,
-            r#""fifo":true,"delivered":12,"expected":12,"passed":false,"#,
-            r#""counterexamples":{"total_order":"peer 2 delivered 1:0 before 0:0; peer 0 delivered them the other way round"},"#,
+            r#""fifo":true,"delivered":12,"expected":12,"passed":false,"complete":true,"consistent":false,"#,
+            r#""counterexamples":{"total_order":"peer 2 delivered 1:0 before 0:0; peer 0 delivered them the other way round","#,
+            r#""consistency":"peer 2 delivered 1:0 at position 0, where peer 0 delivered 0:0: the logs are not prefixes of one sequence"},"#,
             r#""latency_us":{"count":12,"mean":360.0,"p50":320,"p90":510,"p99":520,"p999":520,"max":520}}"#
         )
     );
@@ -854,6 +865,8 @@ proptest! {
         let logs: Vec<PeerLog> = logs
             .into_iter()
             .map(|(peer, entries)| PeerLog {
+                meta: None,
+                end: None,
                 peer: peer % 8,
                 entries: entries
                     .into_iter()
@@ -874,4 +887,120 @@ proptest! {
         prop_assert_eq!(f.peers, logs.len());
         prop_assert!(serde_json::to_string(&f).is_ok());
     }
+}
+
+// ---------------------------------------------------------- runs cut short
+
+/// Issue 10, item 10: with fewer logs than members, a run must not pass.
+#[test]
+fn fewer_logs_than_members_never_pass() {
+    // Members 0 and 1 sent two messages each and both delivered all of
+    // them; member 2's log is not given.
+    let logs = [log(0, &ALL), log(1, &ALL)];
+    let f = check(&two_senders(OrderKind::Total, 3), &logs);
+    assert!(!f.passed, "{f:?}");
+    assert!(!f.complete);
+    assert_eq!(f.missing_logs, vec![2]);
+    // What the two logs hold is fine.
+    assert!(f.consistent);
+    assert_eq!(verdicts(&f), (true, true, true, true));
+}
+
+/// A log with meta and end lines, as a peer writes it.
+fn v2(peer: u16, msgs: &[(u16, u64)], end: Option<EndStatus>) -> PeerLog {
+    let mut l = log(peer, msgs);
+    l.meta = Some(LogMeta {
+        format: 2,
+        run: 9,
+        peer,
+        name: None,
+        order: "total".into(),
+        members: 3,
+        messages: Messages::PerMember(vec![2, 2, 0]),
+        workload: None,
+        seed: None,
+    });
+    l.end = end.map(|status| LogEnd {
+        status,
+        error: None,
+        delivered: msgs.len() as u64,
+        t_us: None,
+    });
+    l
+}
+
+/// A member killed mid-run (partial log) and the others failed: the run
+/// does not pass, but what was delivered is judged for what it is, and
+/// agreement does not fail only because a member stopped early.
+#[test]
+fn a_run_cut_short_is_incomplete_but_can_be_consistent() {
+    let logs = [
+        v2(0, &ALL[..3], Some(EndStatus::Failed)),
+        v2(1, &ALL[..3], Some(EndStatus::Failed)),
+        v2(2, &ALL[..1], None),
+    ];
+    let f = check(&two_senders(OrderKind::Total, 3), &logs);
+    assert!(!f.passed && !f.complete, "{f:?}");
+    assert_eq!(f.partial_logs, vec![2]);
+    assert_eq!(f.failed_logs, vec![0, 1]);
+    assert!(f.missing_logs.is_empty());
+    assert!(f.consistent, "{f:?}");
+    // Nothing twice, nothing invented, no disagreement in order; the
+    // messages the stopped members never got to are not held against them.
+    assert_eq!(verdicts(&f), (true, true, true, true));
+
+    // A member that went another way is inconsistent, even cut short.
+    let logs = [
+        v2(0, &ALL[..3], Some(EndStatus::Failed)),
+        v2(1, &SWAPPED[..2], None),
+    ];
+    let spec = RunSpec {
+        members: 2,
+        ..two_senders(OrderKind::Total, 2)
+    };
+    let f = check(&spec, &logs);
+    assert!(!f.consistent && !f.total_order && !f.passed);
+    assert_eq!(
+        f.counterexamples.consistency.as_deref(),
+        Some(
+            "peer 1 delivered 1:0 at position 0, where peer 0 delivered 0:0: the logs are not prefixes of one sequence"
+        )
+    );
+    // Under none, any order is consistent; a duplicate never is.
+    let f = check(
+        &RunSpec {
+            order: OrderKind::None,
+            ..spec.clone()
+        },
+        &logs,
+    );
+    assert!(f.consistent && !f.passed);
+    let logs = [
+        v2(0, &[(0, 0), (0, 0)], None),
+        v2(1, &ALL, Some(EndStatus::Completed)),
+    ];
+    let f = check(
+        &RunSpec {
+            order: OrderKind::None,
+            ..spec
+        },
+        &logs,
+    );
+    assert!(!f.consistent && !f.integrity);
+}
+
+/// A log that claims to be complete is held to everything.
+#[test]
+fn a_log_ended_completed_must_hold_everything() {
+    let logs = [
+        v2(0, &ALL, Some(EndStatus::Completed)),
+        v2(1, &ALL[..3], Some(EndStatus::Completed)),
+    ];
+    let spec = RunSpec {
+        members: 2,
+        ..two_senders(OrderKind::Total, 2)
+    };
+    let f = check(&spec, &logs);
+    assert!(f.complete && !f.passed && !f.integrity && !f.agreement);
+    assert!(!f.consistent, "a completed log missing a message: {f:?}");
 }

@@ -848,10 +848,7 @@ impl<'a> Sim<'a> {
                 let survivor = self.current[usize::from(sp.member)] == Some(i)
                     && survivors.contains(&sp.member);
                 (
-                    PeerLog {
-                        peer: sp.member,
-                        entries: sp.log.clone(),
-                    },
+                    PeerLog::new(sp.member, sp.log.clone()),
                     ViewLog {
                         marks: sp.views.clone(),
                         survivor,
@@ -899,19 +896,13 @@ impl<'a> Sim<'a> {
         }
         let logs: Vec<PeerLog> = if faulty {
             full.iter()
-                .map(|&i| PeerLog {
-                    peer: self.procs[i].member,
-                    entries: self.procs[i].log.clone(),
-                })
+                .map(|&i| PeerLog::new(self.procs[i].member, self.procs[i].log.clone()))
                 .collect()
         } else {
             (0..cfg.peers)
                 .map(|m| {
                     let sp = self.procs.iter().find(|p| usize::from(p.member) == m);
-                    PeerLog {
-                        peer: m as MemberId,
-                        entries: sp.map(|p| p.log.clone()).unwrap_or_default(),
-                    }
+                    PeerLog::new(m as MemberId, sp.map(|p| p.log.clone()).unwrap_or_default())
                 })
                 .collect()
         };

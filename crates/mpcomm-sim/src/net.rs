@@ -157,6 +157,13 @@ pub struct NetStats {
 #[error("{0}")]
 pub struct ParseNetError(String);
 
+impl ParseNetError {
+    /// The error, prefixed with the setting it is about (`loss=1: …`).
+    fn setting(self, key: &str, value: &str) -> ParseNetError {
+        ParseNetError(format!("{key}={}: {}", value.trim(), self.0))
+    }
+}
+
 /// Parses a duration such as `40ms`, `1.5s`, `250us`, `250µs` or `0`.
 pub fn parse_duration(s: &str) -> Result<Duration, ParseNetError> {
     let s = s.trim();
@@ -188,22 +195,48 @@ pub fn parse_duration(s: &str) -> Result<Duration, ParseNetError> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// Parses a probability: `5%` or `0.05`.
+/// Parses a probability, written one of two ways: as a percentage (`5%`,
+/// `0.5%`, `100%`) or as a fraction below one (`0.05`, `0`).
+///
+/// A bare number of one or more is refused: `loss=1` could mean one
+/// percent or every datagram (it used to mean the latter, silently), and
+/// `loss=5` is not a fraction at all. The error says what to write.
 pub fn parse_probability(s: &str) -> Result<f64, ParseNetError> {
     let s = s.trim();
-    let (num, scale) = match s.strip_suffix('%') {
-        Some(n) => (n, 0.01),
-        None => (s, 1.0),
+    let (num, percent) = match s.strip_suffix('%') {
+        Some(n) => (n.trim(), true),
+        None => (s, false),
     };
-    let p = num
-        .trim()
+    let v = num
         .parse::<f64>()
-        .map(|v| v * scale)
-        .map_err(|_| ParseNetError(format!("{s:?} is not a probability (try 5% or 0.05)")))?;
-    if !(0.0..=1.0).contains(&p) {
-        return Err(ParseNetError(format!("probability {s:?} is outside 0..1")));
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| ParseNetError(format!("{s:?} is not a probability (try 5% or 0.05)")))?;
+    if percent {
+        if !(0.0..=100.0).contains(&v) {
+            return Err(ParseNetError(format!(
+                "probability {s:?} is outside 0% to 100%"
+            )));
+        }
+        return Ok(v / 100.0);
     }
-    Ok(p)
+    if v < 0.0 {
+        return Err(ParseNetError(format!(
+            "probability {s:?} is negative (try 5% or 0.05)"
+        )));
+    }
+    if v >= 1.0 {
+        return Err(ParseNetError(format!(
+            "{s:?} is ambiguous: write {num}% for {num} percent{}; a number without % must be a fraction below 1 (e.g. {})",
+            if v == 1.0 {
+                " (or 100% to lose every datagram)"
+            } else {
+                ""
+            },
+            v / 100.0
+        )));
+    }
+    Ok(v)
 }
 
 impl FromStr for Delay {
@@ -255,9 +288,15 @@ impl FromStr for NetProfile {
             match key.trim() {
                 "intra" => p.intra = value.parse()?,
                 "inter" => p.inter = value.parse()?,
-                "loss" => p.loss = parse_probability(value)?,
-                "dup" | "duplicate" => p.duplicate = parse_probability(value)?,
-                "reorder" => p.reorder = parse_probability(value)?,
+                "loss" => {
+                    p.loss = parse_probability(value).map_err(|e| e.setting("loss", value))?
+                }
+                "dup" | "duplicate" => {
+                    p.duplicate = parse_probability(value).map_err(|e| e.setting("dup", value))?
+                }
+                "reorder" => {
+                    p.reorder = parse_probability(value).map_err(|e| e.setting("reorder", value))?
+                }
                 "reorder-delay" | "reorder_delay" => p.reorder_delay = parse_duration(value)?,
                 "skew" => {
                     p.skew = value
@@ -345,6 +384,11 @@ mod tests {
         for bad in [
             "inter=80",
             "loss=150%",
+            "loss=1",
+            "loss=5",
+            "loss=-0.1",
+            "dup=2",
+            "reorder=inf",
             "foo=1",
             "inter",
             "intra=-3ms",
@@ -357,6 +401,33 @@ mod tests {
             "off".parse::<NetProfile>().unwrap().inter.base,
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn probabilities_are_percentages_or_fractions_below_one() {
+        let p = |s: &str| parse_probability(s);
+        assert_eq!(p("1%").unwrap(), 0.01);
+        assert_eq!(p("0.5 %").unwrap(), 0.005);
+        assert_eq!(p("100%").unwrap(), 1.0);
+        assert_eq!(p("0").unwrap(), 0.0);
+        assert_eq!(p("0.01").unwrap(), 0.01);
+        assert_eq!(p("0.999").unwrap(), 0.999);
+        // A bare 1 could mean 1 % or 100 %: refused, saying what to write.
+        let e = p("1").unwrap_err().to_string();
+        assert!(
+            e.contains("ambiguous") && e.contains("1%") && e.contains("100%"),
+            "{e}"
+        );
+        let e = p("5").unwrap_err().to_string();
+        assert!(e.contains("5%") && e.contains("0.05"), "{e}");
+        let e = "inter=40ms,loss=1"
+            .parse::<NetProfile>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("loss=1: "), "{e}");
+        for bad in ["1.0", "-1%", "101%", "x", "%", "nan", "inf"] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -88,8 +88,10 @@ const KEEP_CAPACITY: usize = 64 * 1024;
 /// Everything that can go wrong on a control connection.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    /// The socket (or file) failed.
-    #[error("I/O error: {0}")]
+    /// The socket (or file) failed. Displays as the I/O error itself
+    /// (which already says what failed, e.g. "cannot connect to …"), and
+    /// has no further source, so that a chain of causes says it once.
+    #[error(transparent)]
     Io(#[from] io::Error),
     /// A line was longer than the limit. The connection is now in the middle
     /// of a line and should be closed.
@@ -712,10 +714,21 @@ pub enum PeerCommand {
     Stop,
     /// Are you alive? `{"op":"ping"}` → `{"ok":true,"name":..,"state":..}`.
     Ping,
+    /// End run `run` now and report what was delivered, as failed, with
+    /// `reason` as the error: `{"op":"abort","run":7,"reason":"…"}`. The
+    /// server sends it when a run's outcome is decided (a member died or
+    /// failed), so that the others stop at once instead of waiting for a
+    /// timeout, and their logs still reach the server.
+    Abort {
+        /// The run to end; a peer in another run (or none) refuses.
+        run: u64,
+        /// Why, for the peer's log and report.
+        reason: String,
+    },
 }
 
 impl OpSet for PeerCommand {
-    const OPS: &'static [&'static str] = &["start", "stop", "ping"];
+    const OPS: &'static [&'static str] = &["start", "stop", "ping", "abort"];
 }
 
 /// Everything a peer needs to take part in one run.
@@ -746,6 +759,11 @@ pub struct StartRun {
     pub report_to: SocketAddr,
     /// Give up (and report failure) after this many milliseconds.
     pub deadline_ms: u64,
+    /// Declare a member that has been silent this long unresponsive, and
+    /// fail the run (milliseconds, 1000 or more); absent or `null` = the
+    /// protocol's default (10 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_timeout_ms: Option<u64>,
 }
 
 /// One member of a run.
@@ -800,6 +818,10 @@ pub struct ReportHeader {
     pub error: Option<String>,
     /// Number of log lines that follow.
     pub entries: u64,
+    /// Number of deliveries in the log (its lines but the meta and end
+    /// lines); absent from older peers, whose logs have delivery lines only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<u64>,
     /// Counters (datagrams sent, retransmissions, ...).
     #[serde(default)]
     pub stats: BTreeMap<String, u64>,
@@ -1221,6 +1243,7 @@ mod tests {
             wan: None,
             report_to: addr("127.0.0.1:5678"),
             deadline_ms: 60_000,
+            peer_timeout_ms: None,
         });
         let s = serde_json::to_string(&start).unwrap();
         assert_eq!(
@@ -1236,6 +1259,20 @@ mod tests {
             serde_json::to_string(&PeerCommand::Stop).unwrap(),
             r#"{"op":"stop"}"#
         );
+        assert_eq!(
+            serde_json::to_string(&PeerCommand::Abort {
+                run: 7,
+                reason: "peer 2 died".into()
+            })
+            .unwrap(),
+            r#"{"op":"abort","run":7,"reason":"peer 2 died"}"#
+        );
+        // A start command of an older server has no peer_timeout_ms.
+        let old = r#"{"op":"start","run":7,"member":0,"members":[],"order":"total","messages":1,"min_interval_us":1,"max_interval_us":2,"payload":8,"seed":1,"wan":null,"report_to":"127.0.0.1:5678","deadline_ms":60000}"#;
+        match serde_json::from_str::<PeerCommand>(old).unwrap() {
+            PeerCommand::Start(s) => assert_eq!(s.peer_timeout_ms, None),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -1247,6 +1284,7 @@ mod tests {
             status: "completed".into(),
             error: None,
             entries: 2,
+            delivered: None,
             stats: BTreeMap::from([("sent".to_string(), 40)]),
         });
         assert_eq!(
@@ -1322,6 +1360,7 @@ mod tests {
             status: "completed".into(),
             error: None,
             entries: 2,
+            delivered: None,
             stats: BTreeMap::new(),
         };
         let h2 = header.clone();
@@ -1378,6 +1417,7 @@ mod tests {
             status: "completed".into(),
             error: None,
             entries: 3,
+            delivered: None,
             stats: BTreeMap::new(),
         };
         let mut out = Vec::new();
@@ -1401,6 +1441,7 @@ mod tests {
             status: "completed".into(),
             error: None,
             entries: 1,
+            delivered: None,
             stats: BTreeMap::new(),
         };
         let err = with_timeout(recv_report_body(&mut framed, &header, Vec::new()))
