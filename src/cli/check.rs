@@ -222,6 +222,7 @@ fn explain(f: &Findings, violations: usize) {
     let promised = match order {
         OrderKind::None => "integrity and agreement",
         OrderKind::Fifo => "integrity, agreement and FIFO order",
+        OrderKind::Causal => "integrity, agreement, FIFO order and causal order",
         OrderKind::Total => "integrity, agreement, FIFO order and total order",
     };
     println!(

@@ -15,9 +15,10 @@
 //! |---|---|
 //! | [`time`] | time as a number passed in by the caller |
 //! | [`clock`] | Lamport logical clocks |
+//! | [`vclock`] | vector clocks: what a member had delivered when it sent |
 //! | [`wire`] | the datagram format: typed frames, total bounded decoding |
 //! | [`link`] | reliable FIFO streams over lossy UDP: acks, retransmission, windows |
-//! | [`order`] | ordering engines: `none`, `fifo`, `total` |
+//! | [`order`] | ordering engines: `none`, `fifo`, `causal`, `total` |
 //! | [`peer`] | one member of a run: handshake, multicast, delivery, completion |
 //!
 //! ## Driving a peer
@@ -48,6 +49,7 @@ pub mod link;
 pub mod order;
 pub mod peer;
 pub mod time;
+pub mod vclock;
 pub mod wire;
 
 pub use config::{Config, ConfigError};

@@ -176,6 +176,13 @@ fn fifo_and_none_keep_their_promises() {
     sweep(150..300, OrderKind::None);
 }
 
+/// `causal` completes under the same faults and keeps FIFO (its causal
+/// promise is asserted once the checker decides it).
+#[test]
+fn causal_completes_and_keeps_fifo() {
+    sweep(300..450, OrderKind::Causal);
+}
+
 /// The original's problem, reproduced: over two regions with skewed delays,
 /// arrival order differs between peers in most runs, and the checker says so.
 #[test]

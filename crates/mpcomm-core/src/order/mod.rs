@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | [`none`] | none: each peer delivers in its own arrival order | deliver on arrival |
 //! | [`fifo`] | each sender's messages in the order it sent them | deliver when the link releases them in sequence |
+//! | [`causal`] | no message before the messages that could have caused it | vector clocks + hold-back |
 //! | [`total`] | every peer delivers every message in the same order | Lamport stamps + hold-back queue |
 //!
 //! # The interface, and the orders to come
@@ -35,9 +36,11 @@ use bytes::Bytes;
 
 use crate::wire::{MemberId, Record};
 
+pub mod causal;
 pub mod fifo;
 pub mod none;
 pub mod total;
+mod varint;
 
 /// The delivery orders mpcomm implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,19 +49,27 @@ pub enum OrderKind {
     None,
     /// Per-sender FIFO order.
     Fifo,
+    /// Causal order with vector clocks.
+    Causal,
     /// Total order with Lamport clocks.
     Total,
 }
 
 impl OrderKind {
     /// Every order, in a stable order.
-    pub const ALL: [OrderKind; 3] = [OrderKind::None, OrderKind::Fifo, OrderKind::Total];
+    pub const ALL: [OrderKind; 4] = [
+        OrderKind::None,
+        OrderKind::Fifo,
+        OrderKind::Causal,
+        OrderKind::Total,
+    ];
 
     /// The name used on the command line, in JSON and in logs.
     pub fn as_str(self) -> &'static str {
         match self {
             OrderKind::None => "none",
             OrderKind::Fifo => "fifo",
+            OrderKind::Causal => "causal",
             OrderKind::Total => "total",
         }
     }
@@ -69,6 +80,7 @@ impl OrderKind {
             OrderKind::None => 0,
             OrderKind::Fifo => 1,
             OrderKind::Total => 2,
+            OrderKind::Causal => 3,
         }
     }
 
@@ -77,6 +89,7 @@ impl OrderKind {
         match self {
             OrderKind::None => Box::new(none::ArrivalOrder::new()),
             OrderKind::Fifo => Box::new(fifo::FifoOrder::new()),
+            OrderKind::Causal => Box::new(causal::CausalOrder::new(me, members)),
             OrderKind::Total => Box::new(total::TotalOrder::new(me, members)),
         }
     }
@@ -90,7 +103,7 @@ impl fmt::Display for OrderKind {
 
 /// An order name that is not one of ours.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown order {0:?} (expected one of: none, fifo, total)")]
+#[error("unknown order {0:?} (expected one of: none, fifo, causal, total)")]
 pub struct UnknownOrder(pub String);
 
 impl FromStr for OrderKind {
@@ -100,6 +113,7 @@ impl FromStr for OrderKind {
         match s.trim().to_ascii_lowercase().as_str() {
             "none" => Ok(OrderKind::None),
             "fifo" => Ok(OrderKind::Fifo),
+            "causal" => Ok(OrderKind::Causal),
             "total" => Ok(OrderKind::Total),
             _ => Err(UnknownOrder(s.to_string())),
         }
