@@ -120,7 +120,8 @@ fn sweep(range: std::ops::Range<usize>, order: OrderKind) {
             && f.agreement
             && f.integrity
             && (order == OrderKind::None || f.fifo)
-            && (order != OrderKind::Total || (f.total_order && f.unordered_rounds == 0))
+            && (!matches!(order, OrderKind::Total | OrderKind::Sequencer)
+                || (f.total_order && f.unordered_rounds == 0))
             && f.delivered == f.expected;
         if !fine {
             failures.push(describe_failure(&cfg, &out));
@@ -181,6 +182,12 @@ fn fifo_and_none_keep_their_promises() {
 #[test]
 fn causal_completes_and_keeps_fifo() {
     sweep(300..450, OrderKind::Causal);
+}
+
+/// `sequencer` completes under the same faults, in total order.
+#[test]
+fn sequencer_completes_in_total_order() {
+    sweep(450..600, OrderKind::Sequencer);
 }
 
 /// The original's problem, reproduced: over two regions with skewed delays,

@@ -11,6 +11,7 @@
 //! | [`none`] | none: each peer delivers in its own arrival order | deliver on arrival |
 //! | [`fifo`] | each sender's messages in the order it sent them | deliver when the link releases them in sequence |
 //! | [`causal`] | no message before the messages that could have caused it | vector clocks + hold-back |
+//! | [`sequencer`] | every peer delivers every message in the same order | one member multicasts the order |
 //! | [`total`] | every peer delivers every message in the same order | Lamport stamps + hold-back queue |
 //!
 //! # The interface, and the orders to come
@@ -39,6 +40,7 @@ use crate::wire::{MemberId, Record};
 pub mod causal;
 pub mod fifo;
 pub mod none;
+pub mod sequencer;
 pub mod total;
 mod varint;
 
@@ -51,16 +53,19 @@ pub enum OrderKind {
     Fifo,
     /// Causal order with vector clocks.
     Causal,
+    /// Total order decided by a fixed sequencer.
+    Sequencer,
     /// Total order with Lamport clocks.
     Total,
 }
 
 impl OrderKind {
     /// Every order, in a stable order.
-    pub const ALL: [OrderKind; 4] = [
+    pub const ALL: [OrderKind; 5] = [
         OrderKind::None,
         OrderKind::Fifo,
         OrderKind::Causal,
+        OrderKind::Sequencer,
         OrderKind::Total,
     ];
 
@@ -70,6 +75,7 @@ impl OrderKind {
             OrderKind::None => "none",
             OrderKind::Fifo => "fifo",
             OrderKind::Causal => "causal",
+            OrderKind::Sequencer => "sequencer",
             OrderKind::Total => "total",
         }
     }
@@ -81,6 +87,7 @@ impl OrderKind {
             OrderKind::Fifo => 1,
             OrderKind::Total => 2,
             OrderKind::Causal => 3,
+            OrderKind::Sequencer => 4,
         }
     }
 
@@ -90,6 +97,7 @@ impl OrderKind {
             OrderKind::None => Box::new(none::ArrivalOrder::new()),
             OrderKind::Fifo => Box::new(fifo::FifoOrder::new()),
             OrderKind::Causal => Box::new(causal::CausalOrder::new(me, members)),
+            OrderKind::Sequencer => Box::new(sequencer::SequencerOrder::new(me, members)),
             OrderKind::Total => Box::new(total::TotalOrder::new(me, members)),
         }
     }
@@ -103,7 +111,7 @@ impl fmt::Display for OrderKind {
 
 /// An order name that is not one of ours.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown order {0:?} (expected one of: none, fifo, causal, total)")]
+#[error("unknown order {0:?} (expected one of: none, fifo, causal, sequencer, total)")]
 pub struct UnknownOrder(pub String);
 
 impl FromStr for OrderKind {
@@ -114,6 +122,7 @@ impl FromStr for OrderKind {
             "none" => Ok(OrderKind::None),
             "fifo" => Ok(OrderKind::Fifo),
             "causal" => Ok(OrderKind::Causal),
+            "sequencer" => Ok(OrderKind::Sequencer),
             "total" => Ok(OrderKind::Total),
             _ => Err(UnknownOrder(s.to_string())),
         }
