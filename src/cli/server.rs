@@ -33,7 +33,7 @@ pub struct ServerArgs {
     /// Messages per peer; without it, the server asks interactively.
     #[arg(long)]
     messages: Option<u64>,
-    /// Delivery order: none, fifo or total.
+    /// Delivery order: none, fifo, causal, sequencer or total.
     #[arg(long, default_value = "total")]
     order: OrderKind,
     /// Number of runs (non-interactive mode).

@@ -18,7 +18,7 @@ pub struct SimArgs {
     /// Messages each peer multicasts.
     #[arg(long, default_value_t = 20)]
     messages: u64,
-    /// Delivery order: none, fifo or total.
+    /// Delivery order: none, fifo, causal, sequencer or total.
     #[arg(long, default_value = "total")]
     order: OrderKind,
     /// Seed of every random choice; the same seed replays the same run.

@@ -14,7 +14,9 @@ const PANEL_W: f64 = 420.0;
 const PANEL_H: f64 = 300.0;
 const MARGIN: f64 = 60.0;
 /// One colour per order, distinguishable by colour-blind readers (Okabe–Ito).
-const COLOURS: [&str; 4] = ["#D55E00", "#0072B2", "#009E73", "#CC79A7"];
+const COLOURS: [&str; 6] = [
+    "#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9",
+];
 
 /// `(mean, min, max)` of unordered rounds per (order, peers), for one
 /// message count.

@@ -125,6 +125,8 @@
 //! |---------|-----------|-----------|------|-------------|
 //! | `none`  | yes       | yes       |      |             |
 //! | `fifo`  | yes       | yes       | yes  |             |
+//! | `causal` | yes      | yes       | yes  |             |
+//! | `sequencer` | yes   | yes       | yes  | yes         |
 //! | `total` | yes       | yes       | yes  | yes         |
 //!
 //! Every property is checked and reported whatever the order; a run
@@ -364,7 +366,7 @@ pub struct Counterexamples {
 /// `null` when no entry has both times.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Findings {
-    /// The run's order: `none`, `fifo` or `total`.
+    /// The run's order: `none`, `fifo`, `causal`, `sequencer` or `total`.
     pub order: String,
     /// Number of logs checked (normally one per member).
     pub peers: usize,

@@ -50,15 +50,15 @@ impl Property {
     /// Whether a run of `order` promises this property.
     ///
     /// Every order runs over reliable links, so every order promises
-    /// integrity and agreement; `fifo` adds FIFO; `total` adds total order,
-    /// and FIFO too, because mpcomm's total order is built on top of its FIFO
-    /// links (a total order that broke a sender's own order would be legal
-    /// in theory but surprising, and mpcomm does not do that).
+    /// integrity and agreement; every order but `none` adds FIFO (each is
+    /// built on the FIFO links; a total order that broke a sender's own
+    /// order would be legal in theory but surprising, and mpcomm does not
+    /// do that); `total` and `sequencer` add total order.
     pub fn promised_by(self, order: OrderKind) -> bool {
         match self {
             Property::Integrity | Property::Agreement => true,
             Property::Fifo => order != OrderKind::None,
-            Property::TotalOrder => order == OrderKind::Total,
+            Property::TotalOrder => matches!(order, OrderKind::Total | OrderKind::Sequencer),
         }
     }
 }
@@ -493,10 +493,10 @@ mod tests {
         };
         assert_eq!(promised(OrderKind::None), [Agreement, Integrity]);
         assert_eq!(promised(OrderKind::Fifo), [Agreement, Integrity, Fifo]);
-        assert_eq!(
-            promised(OrderKind::Total),
-            [TotalOrder, Agreement, Integrity, Fifo]
-        );
+        assert_eq!(promised(OrderKind::Causal), [Agreement, Integrity, Fifo]);
+        for order in [OrderKind::Sequencer, OrderKind::Total] {
+            assert_eq!(promised(order), [TotalOrder, Agreement, Integrity, Fifo]);
+        }
         let keys: Vec<_> = Property::ALL.iter().map(|p| p.key()).collect();
         assert_eq!(keys, ["total_order", "agreement", "integrity", "fifo"]);
     }

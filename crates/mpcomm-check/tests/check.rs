@@ -580,6 +580,8 @@ fn every_order_is_named_in_json() {
     for (order, name) in [
         (OrderKind::None, "none"),
         (OrderKind::Fifo, "fifo"),
+        (OrderKind::Causal, "causal"),
+        (OrderKind::Sequencer, "sequencer"),
         (OrderKind::Total, "total"),
     ] {
         let f = check(&spec(order, 1, 1), &[log(0, &[(0, 0)])]);
