@@ -181,6 +181,7 @@
 //!         .iter()
 //!         .map(|&(sender, seq)| LogEntry {
 //!             run: 1, peer, sender, seq, stamp: None, sent_us: None, delivered_us: None,
+//!             after: None, op: None,
 //!         })
 //!         .collect(),
 //! };
@@ -209,6 +210,7 @@ mod properties;
 mod rounds;
 mod total_order;
 mod violation;
+pub mod workload;
 
 /// Log builders shared by the unit tests of several modules.
 #[cfg(test)]
@@ -230,6 +232,8 @@ mod testing {
                     stamp: None,
                     sent_us: None,
                     delivered_us: None,
+                    after: None,
+                    op: None,
                 })
                 .collect(),
         }
@@ -250,8 +254,8 @@ pub use violation::{
 /// One delivered message: one line of a JSON-Lines delivery log.
 ///
 /// Serialises with its keys in declaration order (`run`, `peer`, `sender`,
-/// `seq`, `stamp`, `sent_us`, `delivered_us`); the optional ones are left
-/// out when absent.
+/// `seq`, `stamp`, `sent_us`, `delivered_us`, `after`, `op`); the optional
+/// ones are left out when absent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntry {
     /// The run id: every entry of every log of one run has the same.
@@ -271,6 +275,16 @@ pub struct LogEntry {
     /// When it was delivered, in microseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_us: Option<u64>,
+    /// How many messages the sender had delivered when it sent this one:
+    /// they are the first `after` entries of the sender's own log, and
+    /// they happened before this message (see [`workload`]). Absent in logs
+    /// of writers that do not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
+    /// The message's operation in the run's workload (`deposit 5.00`,
+    /// `answer 1:4`, `put k2 1:4`, …); absent for `seq`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<workload::Op>,
 }
 
 impl LogEntry {
@@ -328,6 +342,29 @@ pub struct Msg {
 impl fmt::Display for Msg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.sender, self.seq)
+    }
+}
+
+/// Text that is not a message name `sender:seq`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a message name (sender:seq, e.g. 1:4)")]
+pub struct BadMsg(pub String);
+
+impl std::str::FromStr for Msg {
+    type Err = BadMsg;
+
+    /// Reads `1:4`.
+    fn from_str(s: &str) -> Result<Msg, BadMsg> {
+        let bad = || BadMsg(s.to_string());
+        let (sender, seq) = s.split_once(':').ok_or_else(bad)?;
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(sender) || !digits(seq) {
+            return Err(bad());
+        }
+        Ok(Msg {
+            sender: sender.parse().map_err(|_| bad())?,
+            seq: seq.parse().map_err(|_| bad())?,
+        })
     }
 }
 

@@ -7,8 +7,9 @@
 //! {"run":7,"peer":0,"sender":2,"seq":0,"stamp":3,"sent_us":1764355200000000,"delivered_us":1764355200000412}
 //! ```
 //!
-//! `run`, `peer`, `sender` and `seq` are required; `stamp`, `sent_us` and
-//! `delivered_us` may be absent (or `null`). Unknown keys are ignored, so
+//! `run`, `peer`, `sender` and `seq` are required; `stamp`, `sent_us`,
+//! `delivered_us` and the workload's `after` and `op` (see
+//! [`crate::workload`]) may be absent (or `null`). Unknown keys are ignored, so
 //! that a newer writer's logs still read.
 //!
 //! Reading is strict, because a log is evidence: a line that is not a
@@ -277,6 +278,8 @@ mod tests {
             stamp: Some(3),
             sent_us: Some(10),
             delivered_us: Some(20),
+            after: None,
+            op: None,
         }
     }
 
@@ -294,6 +297,8 @@ mod tests {
             stamp: None,
             sent_us: None,
             delivered_us: None,
+            after: None,
+            op: None,
             ..entry(1)
         };
         write_entry(&mut out, &bare).unwrap();

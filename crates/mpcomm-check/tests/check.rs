@@ -19,6 +19,8 @@ fn entry(peer: u16, sender: u16, seq: u64) -> LogEntry {
         stamp: None,
         sent_us: None,
         delivered_us: None,
+        after: None,
+        op: None,
     }
 }
 
@@ -867,6 +869,8 @@ proptest! {
                         stamp: None,
                         sent_us,
                         delivered_us,
+                        after: None,
+                        op: None,
                     })
                     .collect(),
             })
@@ -876,4 +880,26 @@ proptest! {
         prop_assert_eq!(f.peers, logs.len());
         prop_assert!(serde_json::to_string(&f).is_ok());
     }
+}
+
+// ------------------------------------------------------------------ workloads
+
+/// A delivery's workload fields read and write like the others, and an
+/// operation that is none of ours is an error naming its line.
+#[test]
+fn workload_fields_in_log_lines() {
+    let line = r#"{"run":7,"peer":2,"sender":1,"seq":4,"after":6,"op":"deposit 5.00"}"#;
+    let read = mpcomm_check::log::read_log(format!("{line}\n").as_bytes(), "peer-2.jsonl")
+        .expect("a valid line");
+    let e = &read.entries[0];
+    assert_eq!(e.after, Some(6));
+    assert_eq!(e.op.map(|o| o.to_string()).as_deref(), Some("deposit 5.00"));
+    let mut out = Vec::new();
+    mpcomm_check::log::write_entry(&mut out, e).unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), format!("{line}\n"));
+    let bad = r#"{"run":7,"peer":2,"sender":1,"seq":4,"op":"deposit five"}"#;
+    let err = mpcomm_check::log::read_log(format!("{line}\n{bad}\n").as_bytes(), "peer-2.jsonl")
+        .unwrap_err();
+    assert_eq!(err.line, Some(2));
+    assert!(err.to_string().contains("deposit five"), "{err}");
 }

@@ -453,6 +453,8 @@ impl<'a> Sim<'a> {
                             stamp: Some(d.stamp),
                             sent_us,
                             delivered_us: Some(now.as_micros()),
+                            after: None,
+                            op: None,
                         });
                     }
                     Event::Completed => sp.completed_at = Some(now),
