@@ -98,6 +98,37 @@
 //! For the order properties, a message a peer delivered twice counts at its
 //! first delivery; the second one is an integrity failure only.
 //!
+//! ### Causal order: nothing before its causes
+//!
+//! A message *happened before* another if its sender sent it earlier, or
+//! if the other's sender had delivered it before sending: an answer after
+//! its question, a withdrawal after the deposit its sender saw. Causal
+//! order holds when no peer delivered a message before one that happened
+//! before it: "peer 2 delivered 3:5, which answers 1:4, before 1:4".
+//! Concurrent messages (neither sender knew of the other's) may come in any
+//! order, so causal order is weaker than total order — and, unlike total
+//! order, it does not keep replicas alike.
+//!
+//! The logs say what happened before what: each delivery line carries
+//! `after`, how many messages the sender had delivered when it sent the
+//! message (the first `after` lines of the sender's own log), and a `chat`
+//! answer names its question in its `op` (see [`workload`]). When no line
+//! carries `after`, only a sender's own order can show a violation, and
+//! without one the verdict is unknown: `causal` is `null`.
+//! `causal_violations` counts the deliveries that came before one of
+//! their predecessors; `answers_before_questions` counts, in `chat` runs,
+//! answers delivered before their question.
+//!
+//! ### States agree: do the replicas end alike?
+//!
+//! In the `bank` and `kv` workloads each message is an operation on a
+//! replicated account or store, and each peer applies them in its delivery
+//! order. The checker replays every log and compares the final states:
+//! `states_agree`, each peer's final state in `states`, and, when they
+//! differ, the first position after which two peers' states differ. Total
+//! order makes states agree; causal order does not. For `seq` and `chat`
+//! there is no state and both are `null`.
+//!
 //! ### Unordered rounds: the original metric
 //!
 //! The original MPComm comparison server printed one number: the *unordered
@@ -116,18 +147,22 @@
 //! The metric is kept because it is what students compare, but it is crude:
 //! one message lost at one peer shifts all its later deliveries by one
 //! place and makes every later round unordered, although nobody delivered
-//! two messages in opposite orders. The four properties say what actually
-//! went wrong.
+//! two messages in opposite orders. The properties say what actually went
+//! wrong.
 //!
 //! ### Which order promises what
 //!
-//! | order   | integrity | agreement | FIFO | total order |
-//! |---------|-----------|-----------|------|-------------|
-//! | `none`  | yes       | yes       |      |             |
-//! | `fifo`  | yes       | yes       | yes  |             |
-//! | `causal` | yes      | yes       | yes  |             |
-//! | `sequencer` | yes   | yes       | yes  | yes         |
-//! | `total` | yes       | yes       | yes  | yes         |
+//! | order       | integrity | agreement | FIFO | causal | total order |
+//! |-------------|-----------|-----------|------|--------|-------------|
+//! | `none`      | yes       | yes       |      |        |             |
+//! | `fifo`      | yes       | yes       | yes  |        |             |
+//! | `causal`    | yes       | yes       | yes  | yes    |             |
+//! | `sequencer` | yes       | yes       | yes  | yes    | yes         |
+//! | `total`     | yes       | yes       | yes  | yes    | yes         |
+//!
+//! `total` keeps causal order because of how mpcomm implements it (see
+//! [`Property::promised_by`]); states agreeing is not a promise of its
+//! own but what total order and agreement give a replicated state.
 //!
 //! Every property is checked and reported whatever the order; a run
 //! *passes* ([`Findings::passed`]) when every property its order promises
@@ -153,6 +188,13 @@
 //! * FIFO: the first log, and in it the earliest message delivered after a
 //!   higher-numbered message of the same sender; reported against the
 //!   highest such message.
+//! * causal: the first log, and in it the earliest message delivered before
+//!   one of its predecessors; reported against its question if that came
+//!   later, else against the sender's latest earlier message that came
+//!   later, else against the first entry of the sender's log (up to
+//!   `after`) that came later.
+//! * states: the first log, against the first log that ends in another
+//!   state; the first position after which their states differ.
 //!
 //! ## What the checker cannot see
 //!
@@ -167,7 +209,9 @@
 //! total size. Total order would naively compare every pair of peers on
 //! every message; the checker first finds the messages that can be part of
 //! a disagreement at all (see the source of the `total_order` module) and
-//! compares pairs of peers on those only — none, in a correct run.
+//! compares pairs of peers on those only — none, in a correct run. Causal
+//! order costs peers × total log size (each peer against every sender's
+//! log).
 //!
 //! ## Example
 //!
@@ -203,11 +247,13 @@
 //! assert!(check(&RunSpec { order: OrderKind::Fifo, ..spec }, &logs).passed);
 //! ```
 
+mod causal;
 mod index;
 mod latency;
 pub mod log;
 mod properties;
 mod rounds;
+mod states;
 mod total_order;
 mod violation;
 pub mod workload;
@@ -247,8 +293,10 @@ use serde::{Deserialize, Serialize};
 
 pub use latency::Latency;
 pub use rounds::{Rounds, original_unordered_rounds, unordered_rounds};
+pub use states::{PeerState, StatesViolation, Step};
 pub use violation::{
-    AgreementViolation, FifoViolation, IntegrityViolation, Property, TotalOrderViolation, Violation,
+    AgreementViolation, CausalReason, CausalViolation, FifoViolation, IntegrityViolation, Property,
+    TotalOrderViolation, Violation,
 };
 
 /// One delivered message: one line of a JSON-Lines delivery log.
@@ -384,27 +432,45 @@ pub struct Counterexamples {
     /// FIFO.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fifo: Option<String>,
+    /// Causal order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causal: Option<String>,
+    /// States that do not agree (not a property of its own: see
+    /// [`Findings::states_agree`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub states: Option<String>,
 }
 
 /// What the checker found. Every mpcomm command that prints findings
 /// serialises this, so the keys are part of mpcomm's interface:
 ///
 /// ```json
-/// {"order":"total","peers":3,"messages_per_peer":2,"unordered_rounds":2,"rounds":4,
-///  "first_unordered_round":0,"total_order":false,"agreement":true,"integrity":true,
-///  "fifo":true,"delivered":12,"expected":12,"passed":false,
+/// {"order":"total","workload":"seq","peers":3,"messages_per_peer":2,"unordered_rounds":2,
+///  "rounds":4,"first_unordered_round":0,"total_order":false,"agreement":true,
+///  "integrity":true,"fifo":true,"causal":null,"causal_violations":null,
+///  "answers_before_questions":null,"states_agree":null,"delivered":12,"expected":12,
+///  "passed":false,
 ///  "counterexamples":{"total_order":"peer 2 delivered 1:0 before 0:0; peer 0 delivered them the other way round"},
-///  "latency_us":{"count":12,"mean":360.0,"p50":320,"p90":510,"p99":520,"p999":520,"max":520}}
+///  "latency_us":{"count":12,"mean":360.0,"p50":320,"p90":510,"p99":520,"p999":520,"max":520},
+///  "states":null}
 /// ```
 ///
 /// (the logs of the [crate example](crate#a-worked-example), with times).
-/// `counterexamples` has a key only for each violated property;
-/// `first_unordered_round` is absent when there is none; `latency_us` is
-/// `null` when no entry has both times.
+/// `counterexamples` has a key only for each violated property (and
+/// `states` when the states differ); `first_unordered_round` is absent
+/// when there is none; `latency_us` is `null` when no entry has both times.
+/// The workload keys are always present and `null` where they do not
+/// apply: `causal` and `causal_violations` when no line carries `after`
+/// (and no sender's own order is broken), `answers_before_questions`
+/// outside `chat`, `states_agree` and `states` outside `bank` and `kv`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Findings {
     /// The run's order: `none`, `fifo`, `causal`, `sequencer` or `total`.
     pub order: String,
+    /// The run's workload, recognised from the operations in the logs:
+    /// `seq` (none), `bank`, `chat` or `kv`.
+    #[serde(default = "seq")]
+    pub workload: String,
     /// Number of logs checked (normally one per member).
     pub peers: usize,
     /// Messages per peer: the most any member multicast.
@@ -424,6 +490,22 @@ pub struct Findings {
     pub integrity: bool,
     /// FIFO holds.
     pub fifo: bool,
+    /// Causal order holds; `null` when the logs cannot tell (no line says
+    /// what its sender had delivered, and no sender's order is broken).
+    #[serde(default)]
+    pub causal: Option<bool>,
+    /// Deliveries of a message before one of its predecessors; `null`
+    /// when `causal` is.
+    #[serde(default)]
+    pub causal_violations: Option<u64>,
+    /// `chat`: deliveries of an answer before its question; `null` for
+    /// other workloads.
+    #[serde(default)]
+    pub answers_before_questions: Option<u64>,
+    /// `bank`, `kv`: every peer ends in the same state; `null` for
+    /// workloads without state.
+    #[serde(default)]
+    pub states_agree: Option<bool>,
     /// Deliveries, summed over all logs (duplicates included).
     pub delivered: u64,
     /// Deliveries there should be: members × messages multicast in all.
@@ -435,16 +517,26 @@ pub struct Findings {
     /// Send-to-delivery latency over the entries that have both times;
     /// `null` when none has.
     pub latency_us: Option<Latency>,
+    /// `bank`, `kv`: each peer's final state, recomputed from its log, in
+    /// peer order; `null` for workloads without state.
+    #[serde(default)]
+    pub states: Option<Vec<PeerState>>,
+}
+
+fn seq() -> String {
+    workload::Workload::Seq.to_string()
 }
 
 impl Findings {
-    /// Whether `property` holds.
+    /// Whether `property` holds. An unknown causal verdict counts as
+    /// holding: nothing in the logs contradicts it.
     pub fn holds(&self, property: Property) -> bool {
         match property {
             Property::TotalOrder => self.total_order,
             Property::Agreement => self.agreement,
             Property::Integrity => self.integrity,
             Property::Fifo => self.fifo,
+            Property::Causal => self.causal != Some(false),
         }
     }
 }
@@ -461,7 +553,7 @@ pub fn check(spec: &RunSpec, logs: &[PeerLog]) -> Findings {
 
 /// Like [`check`], also returning each violated property's first
 /// counter-example as a typed value, in the order total order, agreement,
-/// integrity, FIFO.
+/// integrity, FIFO, causal.
 pub fn check_detailed(spec: &RunSpec, logs: &[PeerLog]) -> (Findings, Vec<Violation>) {
     let ix = index::Index::new(spec, logs);
     let rounds = unordered_rounds(logs);
@@ -469,11 +561,15 @@ pub fn check_detailed(spec: &RunSpec, logs: &[PeerLog]) -> (Findings, Vec<Violat
     let agreement = properties::first_agreement_violation(&ix);
     let integrity = properties::first_integrity_violation(spec, &ix);
     let fifo = properties::first_fifo_violation(&ix);
+    let causal = causal::check(&ix);
+    let states = states::check(&ix);
+    let causal_known = causal.known || causal.first.is_some();
     let violations: Vec<Violation> = [
         total.map(Violation::from),
         agreement.map(Violation::from),
         integrity.map(Violation::from),
         fifo.map(Violation::from),
+        causal.first.map(Violation::from),
     ]
     .into_iter()
     .flatten()
@@ -499,6 +595,10 @@ pub fn check_detailed(spec: &RunSpec, logs: &[PeerLog]) -> (Findings, Vec<Violat
             .iter()
             .all(|v| v.property() != Property::Integrity),
         fifo: fifo.is_none(),
+        causal: causal_known.then_some(causal.first.is_none()),
+        causal_violations: causal_known.then_some(causal.violations),
+        answers_before_questions: causal.answers_early,
+        states_agree: states.agree(),
         delivered: logs.iter().map(|l| l.entries.len() as u64).sum(),
         expected: (spec.members as u64).saturating_mul(sent_in_all),
         passed: violations
@@ -509,8 +609,12 @@ pub fn check_detailed(spec: &RunSpec, logs: &[PeerLog]) -> (Findings, Vec<Violat
             agreement: text(Property::Agreement),
             integrity: text(Property::Integrity),
             fifo: text(Property::Fifo),
+            causal: text(Property::Causal),
+            states: states.first.as_ref().map(ToString::to_string),
         },
         latency_us: Latency::of_logs(logs),
+        workload: states.workload.to_string(),
+        states: states.finals,
     };
     (findings, violations)
 }
