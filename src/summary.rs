@@ -70,7 +70,7 @@ pub fn findings_table(f: &Findings) -> String {
         }
         s.push('\n');
         for p in f.states.iter().flatten() {
-            let _ = writeln!(s, "    peer {:<12} {}", p.peer, p.state);
+            let _ = writeln!(s, "    peer {}: {}", p.peer, p.state);
         }
     }
     let _ = writeln!(s, "  delivered         {} of {}", f.delivered, f.expected);

@@ -10,11 +10,16 @@
 //! down to the last datagram. A run that fails can be replayed exactly with
 //! the command [`SimConfig::replay_command`] prints.
 //!
-//! The workload is the original MPComm's: once its handshake is done, every
-//! peer multicasts M messages at random intervals (10–100 ms by default),
-//! then its end-of-stream marker. Each message's payload starts with its send
-//! time, so every delivery's latency is known. At the end the delivery logs
-//! go through the checker ([`mpcomm_check::check`]).
+//! The application is the original MPComm's: once its handshake is done,
+//! every peer multicasts M messages at random intervals (10–100 ms by
+//! default), then its end-of-stream marker. What the messages say is the
+//! run's *workload* ([`mpcomm_check::workload`]): nothing (`seq`, the
+//! original's), bank operations, a conversation (`chat`: a peer answers a
+//! question addressed to it as soon as it has delivered it, besides its
+//! scheduled messages), or key-value writes. Each payload carries its send
+//! time, so every delivery's latency is known, and how many messages its
+//! sender had delivered, so the checker can judge causal order. At the end
+//! the delivery logs go through the checker ([`mpcomm_check::check`]).
 //!
 //! ```
 //! use mpcomm_core::OrderKind;
@@ -32,7 +37,8 @@ use std::hash::Hasher;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mpcomm_check::{Findings, LogEntry, PeerLog, RunSpec};
+use mpcomm_check::workload::{Script, Turn, Workload, payload};
+use mpcomm_check::{Findings, LogEntry, Msg, PeerLog, RunSpec};
 use mpcomm_core::{Config, Event, MemberId, OrderKind, Peer, Stats, Time, wire::MAX_DATAGRAM};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -50,6 +56,8 @@ pub struct SimConfig {
     pub messages: u64,
     /// Delivery order.
     pub order: OrderKind,
+    /// What the messages say and what peers do with them.
+    pub workload: Workload,
     /// Seed of every random choice.
     pub seed: u64,
     /// Number of regions the peers are spread over.
@@ -63,7 +71,9 @@ pub struct SimConfig {
     /// Peers start at random times within this span (a late peer's first
     /// datagrams find nobody listening, as in real life).
     pub start_spread: Duration,
-    /// Payload bytes per message (at least 8: the send time).
+    /// Payload bytes per message, at least what the workload needs (the
+    /// send time, `after`, the operation: 18 bytes and the operation's
+    /// text); padded with zeros to this size.
     pub payload: usize,
     /// The core's acknowledgement delay.
     pub ack_delay: Duration,
@@ -79,6 +89,7 @@ impl Default for SimConfig {
             peers: 4,
             messages: 20,
             order: OrderKind::Total,
+            workload: Workload::Seq,
             seed: 1,
             regions: 2,
             net: NetProfile::default(),
@@ -99,11 +110,12 @@ impl SimConfig {
     pub fn replay_command(&self) -> String {
         let ms = |d: Duration| format!("{}ms", d.as_secs_f64() * 1000.0);
         format!(
-            "mpcomm sim --peers {} --messages {} --order {} --seed {} --regions {} --loss {} --duplicate {} \
-             --reorder {} --skew {} --intra {}±{} --inter {}±{}",
+            "mpcomm sim --peers {} --messages {} --order {} --workload {} --seed {} --regions {} --loss {} \
+             --duplicate {} --reorder {} --skew {} --intra {}±{} --inter {}±{} --min-interval {} --max-interval {}",
             self.peers,
             self.messages,
             self.order,
+            self.workload,
             self.seed,
             self.regions,
             self.net.loss,
@@ -114,6 +126,8 @@ impl SimConfig {
             ms(self.net.intra.jitter),
             ms(self.net.inter.base),
             ms(self.net.inter.jitter),
+            ms(self.min_interval),
+            ms(self.max_interval),
         )
     }
 }
@@ -145,6 +159,11 @@ pub struct SimOutcome {
     pub retransmissions: u64,
     /// Datagrams sent, summed over peers.
     pub datagrams: u64,
+    /// Datagrams sent per message multicast (each message is delivered by
+    /// every peer): what one message costs the network.
+    pub datagrams_per_message: f64,
+    /// Datagrams sent by each peer: a sequencer's load shows here.
+    pub peer_datagrams: Vec<u64>,
     /// Anything peers dropped as invalid, summed.
     pub dropped: u64,
     /// Each peer's counters.
@@ -173,6 +192,8 @@ enum What {
     Wake(MemberId),
     /// A peer's application multicasts its next message.
     AppSend(MemberId),
+    /// A peer's application answers a question it has just delivered.
+    Reply(MemberId),
 }
 
 /// A simulated peer.
@@ -181,7 +202,10 @@ struct SimPeer {
     region: usize,
     /// The earliest wake-up already in the queue.
     wake: Option<Time>,
-    sent: u64,
+    /// What the application sends.
+    script: Script,
+    /// A [`What::Reply`] is in the queue.
+    reply_queued: bool,
     finished: bool,
     log: Vec<LogEntry>,
     failure: Option<String>,
@@ -260,7 +284,14 @@ impl<'a> Sim<'a> {
                 peer: None,
                 region: net::region_of(i, cfg.peers, cfg.regions),
                 wake: None,
-                sent: 0,
+                script: Script::new(
+                    cfg.workload,
+                    i as MemberId,
+                    cfg.peers,
+                    cfg.messages,
+                    cfg.seed,
+                ),
+                reply_queued: false,
                 finished: false,
                 log: Vec::new(),
                 failure: None,
@@ -370,7 +401,14 @@ impl<'a> Sim<'a> {
                 What::AppSend(p) => {
                     self.trace.write_u8(3);
                     self.trace.write_u16(p);
-                    self.app_send(p);
+                    self.app_send(p, Turn::Scheduled);
+                    self.settle(p);
+                }
+                What::Reply(p) => {
+                    self.trace.write_u8(4);
+                    self.trace.write_u16(p);
+                    self.peers[usize::from(p)].reply_queued = false;
+                    self.app_send(p, Turn::Reply);
                     self.settle(p);
                 }
             }
@@ -381,9 +419,10 @@ impl<'a> Sim<'a> {
         self.outcome()
     }
 
-    /// The application of peer `p` sends its next message (or its
-    /// end-of-stream marker after the last one).
-    fn app_send(&mut self, p: MemberId) {
+    /// The application of peer `p` sends its next message on this turn
+    /// (or its end-of-stream marker after the last one). A scheduled turn
+    /// schedules the next one.
+    fn app_send(&mut self, p: MemberId, turn: Turn) {
         let now = self.now;
         let cfg = self.cfg;
         let sp = &mut self.peers[usize::from(p)];
@@ -391,19 +430,27 @@ impl<'a> Sim<'a> {
         if sp.finished || peer.is_failed() {
             return;
         }
+        let retry = if turn == Turn::Scheduled {
+            What::AppSend(p)
+        } else {
+            What::Reply(p)
+        };
         if !peer.can_send() {
             // Window full: try again shortly.
-            self.schedule(now + Duration::from_millis(1), What::AppSend(p));
+            if turn == Turn::Reply {
+                sp.reply_queued = true;
+            }
+            self.schedule(now + Duration::from_millis(1), retry);
             return;
         }
-        if sp.sent < cfg.messages {
-            let mut payload = vec![0u8; cfg.payload.max(8)];
-            payload[..8].copy_from_slice(&now.as_micros().to_be_bytes());
-            if peer.multicast(now, Bytes::from(payload)).is_ok() {
-                sp.sent += 1;
+        let after = sp.script.delivered();
+        if let Some(op) = sp.script.next(turn) {
+            let bytes = payload::encode(now.as_micros(), after, op.as_ref(), cfg.payload);
+            if peer.multicast(now, Bytes::from(bytes)).is_err() {
+                return; // the run failed; its failure is recorded as an event
             }
         }
-        if sp.sent >= cfg.messages {
+        if sp.script.is_done() {
             // The end-of-stream marker follows the last message at once, as
             // in the original.
             if peer.finish(now).is_ok() {
@@ -413,8 +460,10 @@ impl<'a> Sim<'a> {
             }
             return;
         }
-        let gap = self.interval();
-        self.schedule(now + gap, What::AppSend(p));
+        if turn == Turn::Scheduled {
+            let gap = self.interval();
+            self.schedule(now + gap, What::AppSend(p));
+        }
     }
 
     fn interval(&mut self) -> Duration {
@@ -430,6 +479,7 @@ impl<'a> Sim<'a> {
         let idx = usize::from(p);
         let mut outgoing = Vec::new();
         let mut ready = false;
+        let mut reply = false;
         {
             let sp = &mut self.peers[idx];
             let Some(peer) = sp.peer.as_mut() else { return };
@@ -440,26 +490,44 @@ impl<'a> Sim<'a> {
                 match ev {
                     Event::Ready => ready = true,
                     Event::Deliver(d) => {
-                        let sent_us = d
-                            .payload
-                            .get(..8)
-                            .and_then(|b| b.try_into().ok())
-                            .map(u64::from_be_bytes);
+                        // Every payload here was made by `app_send`; one
+                        // that did not decode would show as a delivery
+                        // without workload fields.
+                        let decoded = payload::decode(&d.payload).unwrap_or(payload::Decoded {
+                            sent_us: None,
+                            after: None,
+                            op: None,
+                        });
+                        let msg = Msg {
+                            sender: d.sender,
+                            seq: d.seq,
+                        };
+                        sp.script.on_deliver(msg, decoded.op.as_ref());
                         sp.log.push(LogEntry {
                             run: peer.config().run_id,
                             peer: p,
                             sender: d.sender,
                             seq: d.seq,
                             stamp: Some(d.stamp),
-                            sent_us,
+                            sent_us: decoded.sent_us,
                             delivered_us: Some(now.as_micros()),
-                            after: None,
-                            op: None,
+                            after: decoded.after,
+                            op: decoded.op,
                         });
                     }
                     Event::Completed => sp.completed_at = Some(now),
                     Event::Failed(e) => sp.failure = Some(e.to_string()),
                 }
+            }
+        }
+        {
+            // A question for us was delivered: answer it now, not at the
+            // next scheduled send (a reply that waits tens of milliseconds
+            // would rarely overtake its question anywhere).
+            let sp = &mut self.peers[idx];
+            if sp.script.reply_due() && !sp.reply_queued && !sp.finished {
+                sp.reply_queued = true;
+                reply = true;
             }
         }
         for (to, bytes) in outgoing {
@@ -468,6 +536,9 @@ impl<'a> Sim<'a> {
         if ready {
             let gap = self.interval();
             self.schedule(now + gap, What::AppSend(p));
+        }
+        if reply {
+            self.schedule(now, What::Reply(p));
         }
         let sp = &mut self.peers[idx];
         if let Some(next) = sp.peer.as_ref().and_then(|peer| peer.poll_timeout()) {
@@ -503,7 +574,7 @@ impl<'a> Sim<'a> {
         let spec = RunSpec {
             order: cfg.order,
             members: cfg.peers,
-            sent: self.peers.iter().map(|p| p.sent).collect(),
+            sent: self.peers.iter().map(|p| p.script.sent()).collect(),
         };
         let logs: Vec<PeerLog> = self
             .peers
@@ -545,6 +616,7 @@ impl<'a> Sim<'a> {
                     .unwrap_or_default()
             })
             .collect();
+        let datagrams = peer_stats.iter().map(|s| s.datagrams_sent).sum();
         SimOutcome {
             findings,
             seed: cfg.seed,
@@ -556,7 +628,9 @@ impl<'a> Sim<'a> {
             events: self.events,
             network: self.net,
             retransmissions: peer_stats.iter().map(|s| s.retransmissions).sum(),
-            datagrams: peer_stats.iter().map(|s| s.datagrams_sent).sum(),
+            datagrams,
+            datagrams_per_message: datagrams as f64 / spec.sent.iter().sum::<u64>().max(1) as f64,
+            peer_datagrams: peer_stats.iter().map(|s| s.datagrams_sent).collect(),
             dropped: peer_stats.iter().map(|s| s.dropped()).sum(),
             peer_stats,
             logs,
