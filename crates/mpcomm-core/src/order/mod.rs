@@ -192,7 +192,15 @@ pub trait Ordering: Send {
     }
 
     /// A control record the engine wants multicast (e.g. a sequencer's
-    /// ordering decision). None by default.
+    /// ordering decision, or the part of a causal vector that does not fit
+    /// an extension). None by default.
+    ///
+    /// The peer calls it after every batch of deliveries, until it returns
+    /// `None` or the send window is full, and pushes each body as a CONTROL
+    /// record of its own stream (calling [`Ordering::outgoing_ext`] for it
+    /// first, like for any record). It accepts no application message while
+    /// a control record waits for window space: `causal` relies on that
+    /// (see `tests/causal_contract.rs`).
     fn poll_control(&mut self) -> Option<Bytes> {
         None
     }
