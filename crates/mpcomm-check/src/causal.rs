@@ -96,7 +96,8 @@ pub(crate) fn check(ix: &Index) -> CausalFinding {
     let mut bad = vec![false; n];
     let mut latest: Vec<usize> = Vec::new();
     // Per sender: the lowest sequence number delivered later in the log.
-    let mut lowest_later = vec![u64::MAX; usize::from(u16::MAX) + 1];
+    let senders = ix.msgs.iter().map(|m| usize::from(m.sender) + 1).max();
+    let mut lowest_later = vec![u64::MAX; senders.unwrap_or(0)];
     let mut touched: Vec<usize> = Vec::new();
     for &li in &ix.order {
         pos.fill(ABSENT);

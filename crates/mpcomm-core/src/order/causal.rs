@@ -351,9 +351,15 @@ impl Ordering for CausalOrder {
     }
 
     fn poll_deliver(&mut self) -> Option<Record> {
-        let j = usize::from(self.ready.pop_front()?);
+        // Each front is in `ready` at most once, so the first entry is
+        // always good; skipping an empty queue just keeps this total.
+        let (j, rec) = loop {
+            let j = usize::from(self.ready.pop_front()?);
+            if let Some((rec, _)) = self.streams[j].queue.pop_front() {
+                break (j, rec);
+            }
+        };
         let s = &mut self.streams[j];
-        let (rec, _) = s.queue.pop_front()?;
         self.held -= 1;
         // The next record of `j`, if any, becomes the front: its vector is
         // the delivered one's plus its delta.
