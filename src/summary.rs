@@ -42,6 +42,37 @@ pub fn findings_table(f: &Findings) -> String {
         }
         s.push('\n');
     }
+    let _ = write!(s, "  {:<17} ", "causal");
+    match f.causal {
+        Some(ok) => {
+            let _ = write!(s, "{}", verdict(ok));
+            if let Some(e) = &f.counterexamples.causal {
+                let n = f.causal_violations.unwrap_or(0);
+                let what = if n == 1 { "delivery" } else { "deliveries" };
+                let _ = write!(s, " ({n} {what} too early): {e}");
+            }
+        }
+        None => s.push_str("unknown (the logs do not say what senders had delivered)"),
+    }
+    s.push('\n');
+    if let Some(n) = f.answers_before_questions {
+        let _ = writeln!(s, "  {:<17} {n} delivered before their question", "answers");
+    }
+    if let Some(agree) = f.states_agree {
+        let _ = write!(
+            s,
+            "  {:<17} {}",
+            "states",
+            if agree { "agree" } else { "DIFFER" }
+        );
+        if let Some(e) = &f.counterexamples.states {
+            let _ = write!(s, ": {e}");
+        }
+        s.push('\n');
+        for p in f.states.iter().flatten() {
+            let _ = writeln!(s, "    peer {}: {}", p.peer, p.state);
+        }
+    }
     let _ = writeln!(s, "  delivered         {} of {}", f.delivered, f.expected);
     if !f.complete {
         let _ = writeln!(s, "  complete          NO: {}", incomplete(f));

@@ -408,7 +408,10 @@ fn explain(f: &Findings, violations: usize) {
     let promised = match order {
         OrderKind::None => "integrity and agreement",
         OrderKind::Fifo => "integrity, agreement and FIFO order",
-        OrderKind::Total => "integrity, agreement, FIFO order and total order",
+        OrderKind::Causal => "integrity, agreement, FIFO order and causal order",
+        OrderKind::Sequencer | OrderKind::Total => {
+            "integrity, agreement, FIFO order, causal order and total order"
+        }
     };
     println!(
         "\nThe {order} order promises {promised}; each violated property above shows its first counter-example."

@@ -36,7 +36,7 @@ pub struct ServerArgs {
     #[arg(long)]
     messages: Option<u64>,
     /// Delivery orders, comma-separated: one run per order (none, fifo,
-    /// total).
+    /// causal, sequencer, total).
     #[arg(long, alias = "order", default_value = "total", value_delimiter = ',')]
     orders: Vec<OrderKind>,
     /// Rounds of runs (one run per order each); needs --messages.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mpcomm_check::workload::Workload;
 use mpcomm_core::OrderKind;
 use mpcomm_sim::net::{Delay, parse_duration, parse_probability};
 use mpcomm_sim::{Fault, SimConfig, SimOutcome};
@@ -18,9 +19,13 @@ pub struct SimArgs {
     /// Messages each peer multicasts.
     #[arg(long, default_value_t = 20)]
     messages: u64,
-    /// Delivery order: none, fifo or total.
+    /// Delivery order: none, fifo, causal, sequencer or total.
     #[arg(long, default_value = "total")]
     order: OrderKind,
+    /// What the messages say: seq (nothing), bank (a replicated account),
+    /// chat (questions answered on delivery) or kv (a replicated store).
+    #[arg(long, default_value = "seq")]
+    workload: Workload,
     /// Seed of every random choice; the same seed replays the same run.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -97,6 +102,7 @@ impl SimArgs {
             peers: usize::from(self.peers),
             messages: self.messages,
             order: self.order,
+            workload: self.workload,
             seed: self.seed,
             regions: usize::from(self.regions),
             min_interval: self.min_interval,
@@ -173,8 +179,8 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
 
 fn print_human(cfg: &SimConfig, out: &SimOutcome) {
     println!(
-        "Simulated {} peers × {} messages, order {}, seed {}, {} region(s): {}",
-        cfg.peers, cfg.messages, cfg.order, cfg.seed, cfg.regions, cfg.net
+        "Simulated {} peers × {} messages, order {}, workload {}, seed {}, {} region(s): {}",
+        cfg.peers, cfg.messages, cfg.order, cfg.workload, cfg.seed, cfg.regions, cfg.net
     );
     let completed = if out.completed {
         "yes".to_string()
@@ -182,9 +188,11 @@ fn print_human(cfg: &SimConfig, out: &SimOutcome) {
         format!("NO (stuck: {:?})", out.stuck)
     };
     println!(
-        "  completed         {completed} after {:.3} s simulated; {} datagrams, {} lost, {} duplicated, {} resent",
+        "  completed         {completed} after {:.3} s simulated; {} datagrams ({:.1} per message, busiest peer {}), {} lost, {} duplicated, {} resent",
         out.sim_time_ms / 1e3,
         out.datagrams,
+        out.datagrams_per_message,
+        out.peer_datagrams.iter().max().copied().unwrap_or(0),
         out.network.lost,
         out.network.duplicated,
         out.retransmissions

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use mpcomm_check::workload::Workload;
 use mpcomm_cli::roles::demo::{DEFAULT_WAN, DemoEvent};
 use mpcomm_cli::roles::server::ServerEvent;
 use mpcomm_cli::sweep::processes::{self, ProcessOptions, Progress};
@@ -30,7 +31,7 @@ pub struct SweepArgs {
     /// Messages per peer, comma-separated.
     #[arg(long, default_value = "50", value_delimiter = ',')]
     messages: Vec<u64>,
-    /// Orders, comma-separated.
+    /// Orders, comma-separated (none, fifo, causal, sequencer, total).
     #[arg(
         long,
         alias = "order",
@@ -38,6 +39,10 @@ pub struct SweepArgs {
         value_delimiter = ','
     )]
     orders: Vec<OrderKind>,
+    /// What the messages say: seq, bank, chat or kv (simulated only, for
+    /// now).
+    #[arg(long, default_value = "seq")]
+    workload: Workload,
     /// Runs per combination (different seeds).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     repeat: u32,
@@ -85,6 +90,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         peers: args.peers.iter().map(|p| usize::from(*p)).collect(),
         messages: args.messages.clone(),
         orders: args.orders.clone(),
+        workload: args.workload,
         repeat: args.repeat,
         regions: usize::from(args.regions),
         wan_text: net.to_string(),
@@ -121,11 +127,12 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         (rows, false)
     };
     bar.finish_and_clear();
-    sweep::write_results(&dir, &spec, &rows)?;
+    let charts = sweep::write_results(&dir, &spec, &rows)?;
     print_summary(&rows);
     println!(
-        "\nWrote {0}/results.csv, {0}/results.json and {0}/sweep.svg",
-        dir.display()
+        "\nWrote {0}/results.csv, {0}/results.json and the charts {0}/{{{1}}}",
+        dir.display(),
+        charts.join(",")
     );
     if args.processes {
         println!(
@@ -253,22 +260,55 @@ fn show_progress(bar: &ProgressBar, p: &Progress<'_>) {
     }
 }
 
-/// The mean unordered rounds per (peers, messages, order).
+/// Per (peers, messages, order): the means over repeats of what the
+/// sweep measured; `-` where a measure does not apply.
 fn print_summary(rows: &[Row]) {
-    let mut groups: std::collections::BTreeMap<(usize, u64, String), Vec<u64>> = Default::default();
-    for r in rows {
+    let mut groups: std::collections::BTreeMap<(usize, u64, String), Vec<&Row>> =
+        Default::default();
+    for r in rows.iter().filter(|r| r.measured()) {
         groups
             .entry((r.peers, r.messages, r.order.clone()))
             .or_default()
-            .push(r.unordered_rounds);
+            .push(r);
     }
     println!(
-        "{:>6} {:>9} {:<6} {:>24}",
-        "peers", "messages", "order", "unordered rounds (mean)"
+        "{:>6} {:>9} {:<10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10}",
+        "peers",
+        "messages",
+        "order",
+        "unordered",
+        "causal",
+        "diverged",
+        "p50 ms",
+        "p99 ms",
+        "dgram/msg"
     );
     for ((peers, messages, order), v) in groups {
-        let mean = v.iter().sum::<u64>() as f64 / v.len() as f64;
-        println!("{peers:>6} {messages:>9} {order:<6} {mean:>24.1}");
+        let mean = |f: &dyn Fn(&Row) -> Option<f64>, decimals: usize| {
+            let xs: Vec<f64> = v.iter().filter_map(|r| f(r)).collect();
+            if xs.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{:.*}", decimals, xs.iter().sum::<f64>() / xs.len() as f64)
+            }
+        };
+        let diverged = {
+            let known: Vec<bool> = v.iter().filter_map(|r| r.states_agree).collect();
+            if known.is_empty() {
+                "-".to_string()
+            } else {
+                let n = known.iter().filter(|a| !**a).count();
+                format!("{n}/{}", known.len())
+            }
+        };
+        println!(
+            "{peers:>6} {messages:>9} {order:<10} {:>10} {:>10} {diverged:>9} {:>9} {:>9} {:>10}",
+            mean(&|r| Some(r.unordered_rounds as f64), 1),
+            mean(&|r| r.causal_violations.map(|c| c as f64), 1),
+            mean(&|r| r.latency_p50_us.map(|us| us as f64 / 1e3), 1),
+            mean(&|r| r.latency_p99_us.map(|us| us as f64 / 1e3), 1),
+            mean(&|r| r.datagrams_per_message, 1),
+        );
     }
 }
 

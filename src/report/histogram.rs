@@ -213,6 +213,8 @@ mod tests {
                     stamp: None,
                     sent_us,
                     delivered_us,
+                    after: None,
+                    op: None,
                 })
                 .collect(),
         }

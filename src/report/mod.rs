@@ -87,7 +87,7 @@ pub struct ReportInput {
 pub struct ReportParams {
     /// Messages each peer multicast.
     pub messages: Option<u64>,
-    /// `none`, `fifo` or `total`.
+    /// `none`, `fifo`, `causal`, `sequencer` or `total`.
     pub order: Option<String>,
     /// Shortest pause between two messages of a peer, µs.
     pub min_interval: Option<u64>,

@@ -27,6 +27,8 @@ fn log(peer: u16, msgs: &[(u16, u64)]) -> PeerLog {
                 stamp: Some(i as u64 + 1),
                 sent_us: Some(1_000_000 + i as u64 * 10_000),
                 delivered_us: Some(1_005_000 + i as u64 * 10_000 + u64::from(peer) * 700),
+                after: None,
+                op: None,
             })
             .collect(),
     }

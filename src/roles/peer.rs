@@ -716,6 +716,8 @@ async fn run_group(
                         stamp: Some(d.stamp),
                         sent_us,
                         delivered_us: Some(wall_clock_us()),
+                        after: None,
+                        op: None,
                     };
                     if let Err(e) = log.append(&entry) {
                         failure = Some(format!("{e:#}"));

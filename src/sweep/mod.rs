@@ -8,7 +8,10 @@
 //!   seed, the checker's findings and the latency;
 //! * `sweep.svg` — unordered rounds against group size, one line per order
 //!   (the mean over repeats, with a band from the lowest to the highest),
-//!   one panel per message count.
+//!   one panel per message count; and beside it one chart per other
+//!   measure ([`chart::Metric`]): causal violations, the share of runs
+//!   whose replicas diverged (`bank`, `kv`), answers before questions
+//!   (`chat`), latency p50 and p99, datagrams per message (simulated).
 //!
 //! By default each run is simulated ([`mpcomm_sim`]): fast, and exactly
 //! reproducible from its seed. With `--processes` each run uses real peer
@@ -23,6 +26,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use mpcomm_check::workload::Workload;
 use mpcomm_core::OrderKind;
 use mpcomm_sim::{NetProfile, SimConfig};
 use serde::{Deserialize, Serialize};
@@ -36,6 +40,8 @@ pub struct SweepSpec {
     pub messages: Vec<u64>,
     /// Orders.
     pub orders: Vec<OrderKind>,
+    /// What the messages say.
+    pub workload: Workload,
     /// Runs per combination.
     pub repeat: u32,
     /// Regions the peers are spread over.
@@ -101,6 +107,9 @@ pub struct Row {
     pub messages: u64,
     /// Order.
     pub order: String,
+    /// Workload.
+    #[serde(default)]
+    pub workload: String,
     /// Repetition.
     pub repeat: u32,
     /// Seed.
@@ -123,6 +132,18 @@ pub struct Row {
     pub integrity: bool,
     /// FIFO held.
     pub fifo: bool,
+    /// Causal order held (empty: the logs could not tell).
+    #[serde(default)]
+    pub causal: Option<bool>,
+    /// Deliveries that came before one of their predecessors.
+    #[serde(default)]
+    pub causal_violations: Option<u64>,
+    /// `chat`: answers delivered before their question.
+    #[serde(default)]
+    pub answers_before_questions: Option<u64>,
+    /// `bank`, `kv`: every peer ended in the same state.
+    #[serde(default)]
+    pub states_agree: Option<bool>,
     /// Every property the order promises held.
     pub passed: bool,
     /// Deliveries.
@@ -136,6 +157,9 @@ pub struct Row {
     /// How long the run took: simulated time for `sim`, wall time for
     /// `processes`, in milliseconds.
     pub duration_ms: f64,
+    /// Datagrams sent per message multicast (`sim` only).
+    #[serde(default)]
+    pub datagrams_per_message: Option<f64>,
     /// Why the run failed, if it did.
     pub error: Option<String>,
     /// Where the run's logs, `summary.json` and `report.html` are (only for
@@ -160,6 +184,7 @@ impl Row {
             peers: p.peers,
             messages: p.messages,
             order: p.order.to_string(),
+            workload: f.map_or_else(|| spec.workload.to_string(), |f| f.workload.clone()),
             repeat: p.repeat,
             seed: p.seed,
             regions: spec.regions,
@@ -171,12 +196,17 @@ impl Row {
             agreement: f.is_some_and(|f| f.agreement),
             integrity: f.is_some_and(|f| f.integrity),
             fifo: f.is_some_and(|f| f.fifo),
+            causal: f.and_then(|f| f.causal),
+            causal_violations: f.and_then(|f| f.causal_violations),
+            answers_before_questions: f.and_then(|f| f.answers_before_questions),
+            states_agree: f.and_then(|f| f.states_agree),
             passed: completed && f.is_some_and(|f| f.passed),
             delivered: f.map_or(0, |f| f.delivered),
             expected: f.map_or(0, |f| f.expected),
             latency_p50_us: f.and_then(|f| f.latency_us.as_ref()).map(|l| l.p50),
             latency_p99_us: f.and_then(|f| f.latency_us.as_ref()).map(|l| l.p99),
             duration_ms,
+            datagrams_per_message: None,
             error,
             run_dir: None,
         }
@@ -196,6 +226,7 @@ pub fn simulate(spec: &SweepSpec, p: &Point) -> Row {
         peers: p.peers,
         messages: p.messages,
         order: p.order,
+        workload: spec.workload,
         seed: p.seed,
         regions: spec.regions,
         net: spec.net.clone(),
@@ -211,7 +242,7 @@ pub fn simulate(spec: &SweepSpec, p: &Point) -> Row {
             cfg.replay_command()
         )
     });
-    Row::from_findings(
+    let mut row = Row::from_findings(
         "sim",
         spec,
         p,
@@ -219,11 +250,15 @@ pub fn simulate(spec: &SweepSpec, p: &Point) -> Row {
         out.completed,
         out.sim_time_ms,
         error,
-    )
+    );
+    row.datagrams_per_message = Some(out.datagrams_per_message);
+    row
 }
 
-/// Writes `results.csv`, `results.json` and `sweep.svg` into `dir`.
-pub fn write_results(dir: &Path, spec: &SweepSpec, rows: &[Row]) -> anyhow::Result<()> {
+/// Writes `results.csv`, `results.json`, `sweep.svg` and a chart per
+/// other measure the rows have ([`chart::Metric::file`]) into `dir`;
+/// returns the charts' file names.
+pub fn write_results(dir: &Path, spec: &SweepSpec, rows: &[Row]) -> anyhow::Result<Vec<String>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let csv_path = dir.join("results.csv");
     let mut w = csv::Writer::from_path(&csv_path)
@@ -234,9 +269,17 @@ pub fn write_results(dir: &Path, spec: &SweepSpec, rows: &[Row]) -> anyhow::Resu
     w.flush()?;
     let json = serde_json::to_vec_pretty(rows)?;
     std::fs::write(dir.join("results.json"), json).context("cannot write results.json")?;
-    let svg = chart::render(spec, rows);
-    std::fs::write(dir.join("sweep.svg"), svg).context("cannot write sweep.svg")?;
-    Ok(())
+    let mut charts = Vec::new();
+    for metric in chart::Metric::ALL {
+        if !metric.applies(rows) {
+            continue;
+        }
+        let file = metric.file();
+        let svg = chart::render_metric(spec, rows, metric);
+        std::fs::write(dir.join(file), svg).with_context(|| format!("cannot write {file}"))?;
+        charts.push(file.to_string());
+    }
+    Ok(charts)
 }
 
 #[cfg(test)]
@@ -248,6 +291,7 @@ mod tests {
             peers: vec![2, 4],
             messages: vec![10, 20],
             orders: vec![OrderKind::None, OrderKind::Total],
+            workload: Workload::Seq,
             repeat: 3,
             regions: 2,
             net: NetProfile::default(),
@@ -275,5 +319,59 @@ mod tests {
         let s = spec();
         let p = &s.points()[5];
         assert_eq!(simulate(&s, p), simulate(&s, p));
+    }
+
+    /// A bank sweep measures everything a chart can show, and writes a
+    /// chart for each measure that applies (chat's only for chat).
+    #[test]
+    fn a_bank_sweep_measures_and_charts_the_workload() {
+        let s = SweepSpec {
+            peers: vec![3],
+            messages: vec![10],
+            orders: vec![OrderKind::Causal, OrderKind::Sequencer],
+            workload: Workload::Bank,
+            repeat: 1,
+            ..spec()
+        };
+        let rows: Vec<Row> = s.points().iter().map(|p| simulate(&s, p)).collect();
+        for r in &rows {
+            assert_eq!(r.workload, "bank");
+            assert!(r.passed, "{r:?}");
+            assert_eq!(r.causal, Some(true));
+            assert_eq!(r.causal_violations, Some(0));
+            assert!(r.states_agree.is_some() && r.answers_before_questions.is_none());
+            assert!(r.datagrams_per_message.is_some_and(|d| d > 0.0));
+        }
+        assert_eq!(
+            rows[1].states_agree,
+            Some(true),
+            "sequencer keeps replicas alike"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let charts = write_results(dir.path(), &s, &rows).unwrap();
+        assert_eq!(
+            charts,
+            [
+                "sweep.svg",
+                "sweep-causal-violations.svg",
+                "sweep-diverged.svg",
+                "sweep-latency-p50.svg",
+                "sweep-latency-p99.svg",
+                "sweep-datagrams.svg"
+            ]
+        );
+        let svg = std::fs::read_to_string(dir.path().join("sweep-diverged.svg")).unwrap();
+        assert!(svg.contains("runs with diverging states (%)") && svg.contains("sequencer"));
+        let csv = std::fs::read_to_string(dir.path().join("results.csv")).unwrap();
+        let header = csv.lines().next().unwrap();
+        for col in [
+            "workload",
+            "causal",
+            "causal_violations",
+            "states_agree",
+            "datagrams_per_message",
+        ] {
+            assert!(header.split(',').any(|c| c == col), "{col} in {header}");
+        }
     }
 }

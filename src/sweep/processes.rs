@@ -105,6 +105,13 @@ pub fn validate(spec: &SweepSpec) -> anyhow::Result<()> {
     if spec.interval.0 > spec.interval.1 {
         bail!("--min-interval must not exceed --max-interval");
     }
+    if spec.workload != mpcomm_check::workload::Workload::Seq {
+        bail!(
+            "--workload {} is not yet available with --processes (the peer processes send seq \
+             messages); leave out --processes to simulate it",
+            spec.workload
+        );
+    }
     let probe = ProcessOptions::new(PathBuf::new(), PathBuf::new());
     for &peers in &spec.peers {
         probe.cluster(spec, peers).validate_cluster()?;
@@ -234,6 +241,7 @@ mod tests {
             peers: vec![2, 3],
             messages: vec![10],
             orders: vec![OrderKind::None, OrderKind::Total],
+            workload: mpcomm_check::workload::Workload::Seq,
             repeat: 2,
             regions: 2,
             wan_text: net.to_string(),
@@ -260,8 +268,12 @@ mod tests {
     #[test]
     fn bad_grids_are_refused_with_the_flag_to_fix() {
         type Tweak = fn(&mut SweepSpec);
-        let cases: [(Tweak, &str); 4] = [
+        let cases: [(Tweak, &str); 5] = [
             (|s| s.peers = vec![1, 2], "--regions"),
+            (
+                |s| s.workload = mpcomm_check::workload::Workload::Bank,
+                "--workload",
+            ),
             (|s| s.messages = vec![10, 0], "--messages"),
             (|s| s.peers.clear(), "--peers"),
             (

@@ -34,6 +34,10 @@ pub(crate) struct Index<'a> {
     pub dup: Vec<Option<Dup>>,
     /// Per message id: how many logs delivered it.
     pub holders: Vec<usize>,
+    /// Per log: the id of every entry, duplicates included, in log order.
+    pub raw: Vec<Vec<usize>>,
+    dense: Dense,
+    others: HashMap<Msg, usize, BuildHasherDefault<MsgHasher>>,
 }
 
 impl<'a> Index<'a> {
@@ -54,10 +58,12 @@ impl<'a> Index<'a> {
         let mut owner: Vec<usize> = vec![0; msgs.len()];
         let mut at: Vec<usize> = vec![0; msgs.len()];
         let mut firsts = vec![Vec::new(); logs.len()];
+        let mut raw = vec![Vec::new(); logs.len()];
         let mut dup = vec![None; logs.len()];
         for &li in &order {
             let log = &logs[li];
             let mut seq = Vec::with_capacity(log.entries.len());
+            let mut all = Vec::with_capacity(log.entries.len());
             for (pos, e) in log.entries.iter().enumerate() {
                 let m = e.msg();
                 let id = match dense.id(m) {
@@ -70,6 +76,7 @@ impl<'a> Index<'a> {
                         msgs.len() - 1
                     }),
                 };
+                all.push(id);
                 if owner[id] == li + 1 {
                     if dup[li].is_none() {
                         dup[li] = Some(Dup {
@@ -86,6 +93,7 @@ impl<'a> Index<'a> {
                 }
             }
             firsts[li] = seq;
+            raw[li] = all;
         }
         Index {
             logs,
@@ -94,7 +102,15 @@ impl<'a> Index<'a> {
             firsts,
             dup,
             holders,
+            raw,
+            dense,
+            others,
         }
+    }
+
+    /// The id of message `m`, if some log delivered it or it was sent.
+    pub fn id(&self, m: Msg) -> Option<usize> {
+        self.dense.id(m).or_else(|| self.others.get(&m).copied())
     }
 
     /// The peer of log `li`.

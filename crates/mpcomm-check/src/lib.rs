@@ -98,6 +98,37 @@
 //! For the order properties, a message a peer delivered twice counts at its
 //! first delivery; the second one is an integrity failure only.
 //!
+//! ### Causal order: nothing before its causes
+//!
+//! A message *happened before* another if its sender sent it earlier, or
+//! if the other's sender had delivered it before sending: an answer after
+//! its question, a withdrawal after the deposit its sender saw. Causal
+//! order holds when no peer delivered a message before one that happened
+//! before it: "peer 2 delivered 3:5, which answers 1:4, before 1:4".
+//! Concurrent messages (neither sender knew of the other's) may come in any
+//! order, so causal order is weaker than total order — and, unlike total
+//! order, it does not keep replicas alike.
+//!
+//! The logs say what happened before what: each delivery line carries
+//! `after`, how many messages the sender had delivered when it sent the
+//! message (the first `after` lines of the sender's own log), and a `chat`
+//! answer names its question in its `op` (see [`workload`]). When no line
+//! carries `after`, only a sender's own order can show a violation, and
+//! without one the verdict is unknown: `causal` is `null`.
+//! `causal_violations` counts the deliveries that came before one of
+//! their predecessors; `answers_before_questions` counts, in `chat` runs,
+//! answers delivered before their question.
+//!
+//! ### States agree: do the replicas end alike?
+//!
+//! In the `bank` and `kv` workloads each message is an operation on a
+//! replicated account or store, and each peer applies them in its delivery
+//! order. The checker replays every log and compares the final states:
+//! `states_agree`, each peer's final state in `states`, and, when they
+//! differ, the first position after which two peers' states differ. Total
+//! order makes states agree; causal order does not. For `seq` and `chat`
+//! there is no state and both are `null`.
+//!
 //! ### Unordered rounds: the original metric
 //!
 //! The original MPComm comparison server printed one number: the *unordered
@@ -116,16 +147,22 @@
 //! The metric is kept because it is what students compare, but it is crude:
 //! one message lost at one peer shifts all its later deliveries by one
 //! place and makes every later round unordered, although nobody delivered
-//! two messages in opposite orders. The four properties say what actually
-//! went wrong.
+//! two messages in opposite orders. The properties say what actually went
+//! wrong.
 //!
 //! ### Which order promises what
 //!
-//! | order   | integrity | agreement | FIFO | total order |
-//! |---------|-----------|-----------|------|-------------|
-//! | `none`  | yes       | yes       |      |             |
-//! | `fifo`  | yes       | yes       | yes  |             |
-//! | `total` | yes       | yes       | yes  | yes         |
+//! | order       | integrity | agreement | FIFO | causal | total order |
+//! |-------------|-----------|-----------|------|--------|-------------|
+//! | `none`      | yes       | yes       |      |        |             |
+//! | `fifo`      | yes       | yes       | yes  |        |             |
+//! | `causal`    | yes       | yes       | yes  | yes    |             |
+//! | `sequencer` | yes       | yes       | yes  | yes    | yes         |
+//! | `total`     | yes       | yes       | yes  | yes    | yes         |
+//!
+//! `total` keeps causal order because of how mpcomm implements it (see
+//! [`Property::promised_by`]); states agreeing is not a promise of its
+//! own but what total order and agreement give a replicated state.
 //!
 //! Every property is checked and reported whatever the order; a run
 //! *passes* ([`Findings::passed`]) when it is complete (below) and every
@@ -187,6 +224,13 @@
 //! * FIFO: the first log, and in it the earliest message delivered after a
 //!   higher-numbered message of the same sender; reported against the
 //!   highest such message.
+//! * causal: the first log, and in it the earliest message delivered before
+//!   one of its predecessors; reported against its question if that came
+//!   later, else against the sender's latest earlier message that came
+//!   later, else against the first entry of the sender's log (up to
+//!   `after`) that came later.
+//! * states: the first log, against the first log that ends in another
+//!   state; the first position after which their states differ.
 //!
 //! ## What the checker cannot see
 //!
@@ -202,7 +246,9 @@
 //! total size. Total order would naively compare every pair of peers on
 //! every message; the checker first finds the messages that can be part of
 //! a disagreement at all (see the source of the `total_order` module) and
-//! compares pairs of peers on those only — none, in a correct run.
+//! compares pairs of peers on those only — none, in a correct run. Causal
+//! order costs peers × total log size (each peer against every sender's
+//! log).
 //!
 //! ## Example
 //!
@@ -215,6 +261,7 @@
 //!         .iter()
 //!         .map(|&(sender, seq)| LogEntry {
 //!             run: 1, peer, sender, seq, stamp: None, sent_us: None, delivered_us: None,
+//!             after: None, op: None,
 //!         })
 //!         .collect();
 //!     PeerLog::new(peer, entries)
@@ -237,15 +284,18 @@
 //! assert!(check(&RunSpec { order: OrderKind::Fifo, ..spec }, &logs).passed);
 //! ```
 
+mod causal;
 mod consistency;
 mod index;
 mod latency;
 pub mod log;
 mod properties;
 mod rounds;
+mod states;
 mod total_order;
 pub mod views;
 mod violation;
+pub mod workload;
 
 /// Log builders shared by the unit tests of several modules.
 #[cfg(test)]
@@ -266,6 +316,8 @@ mod testing {
                     stamp: None,
                     sent_us: None,
                     delivered_us: None,
+                    after: None,
+                    op: None,
                 })
                 .collect(),
         )
@@ -280,16 +332,18 @@ use serde::{Deserialize, Serialize};
 pub use latency::Latency;
 pub use log::{EndStatus, LogEnd, LogMeta, LogStatus, Messages};
 pub use rounds::{Rounds, original_unordered_rounds, unordered_rounds};
+pub use states::{PeerState, StatesViolation, Step};
 pub use views::{ViewLog, ViewMark, VirtualSynchrony, check_virtual_synchrony};
 pub use violation::{
-    AgreementViolation, FifoViolation, IntegrityViolation, Property, TotalOrderViolation, Violation,
+    AgreementViolation, CausalReason, CausalViolation, FifoViolation, IntegrityViolation, Property,
+    TotalOrderViolation, Violation,
 };
 
 /// One delivered message: one line of a JSON-Lines delivery log.
 ///
 /// Serialises with its keys in declaration order (`run`, `peer`, `sender`,
-/// `seq`, `stamp`, `sent_us`, `delivered_us`); the optional ones are left
-/// out when absent.
+/// `seq`, `stamp`, `sent_us`, `delivered_us`, `after`, `op`); the optional
+/// ones are left out when absent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntry {
     /// The run id: every entry of every log of one run has the same.
@@ -309,6 +363,16 @@ pub struct LogEntry {
     /// When it was delivered, in microseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_us: Option<u64>,
+    /// How many messages the sender had delivered when it sent this one:
+    /// they are the first `after` entries of the sender's own log, and
+    /// they happened before this message (see [`workload`]). Absent in logs
+    /// of writers that do not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
+    /// The message's operation in the run's workload (`deposit 5.00`,
+    /// `answer 1:4`, `put k2 1:4`, …); absent for `seq`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<workload::Op>,
 }
 
 impl LogEntry {
@@ -402,6 +466,29 @@ impl fmt::Display for Msg {
     }
 }
 
+/// Text that is not a message name `sender:seq`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a message name (sender:seq, e.g. 1:4)")]
+pub struct BadMsg(pub String);
+
+impl std::str::FromStr for Msg {
+    type Err = BadMsg;
+
+    /// Reads `1:4`.
+    fn from_str(s: &str) -> Result<Msg, BadMsg> {
+        let bad = || BadMsg(s.to_string());
+        let (sender, seq) = s.split_once(':').ok_or_else(bad)?;
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(sender) || !digits(seq) {
+            return Err(bad());
+        }
+        Ok(Msg {
+            sender: sender.parse().map_err(|_| bad())?,
+            seq: seq.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
 /// The first counter-example of each violated property, in words. A field
 /// is present exactly when its property failed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -422,29 +509,48 @@ pub struct Counterexamples {
     /// ([`Findings::consistent`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistency: Option<String>,
+    /// Causal order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causal: Option<String>,
+    /// States that do not agree (not a property of its own: see
+    /// [`Findings::states_agree`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub states: Option<String>,
 }
 
 /// What the checker found. Every mpcomm command that prints findings
 /// serialises this, so the keys are part of mpcomm's interface:
 ///
 /// ```json
-/// {"order":"total","peers":3,"messages_per_peer":2,"unordered_rounds":2,"rounds":4,
-///  "first_unordered_round":0,"total_order":false,"agreement":true,"integrity":true,
-///  "fifo":true,"delivered":12,"expected":12,"passed":false,"complete":true,"consistent":false,
+/// {"order":"total","workload":"seq","peers":3,"messages_per_peer":2,"unordered_rounds":2,
+///  "rounds":4,"first_unordered_round":0,"total_order":false,"agreement":true,
+///  "integrity":true,"fifo":true,"causal":null,"causal_violations":null,
+///  "answers_before_questions":null,"states_agree":null,"delivered":12,"expected":12,
+///  "passed":false,"complete":true,"consistent":false,
 ///  "counterexamples":{"total_order":"peer 2 delivered 1:0 before 0:0; peer 0 delivered them the other way round",
 ///    "consistency":"peer 2 delivered 1:0 at position 0, where peer 0 delivered 0:0: the logs are not prefixes of one sequence"},
-///  "latency_us":{"count":12,"mean":360.0,"p50":320,"p90":510,"p99":520,"p999":520,"max":520}}
+///  "latency_us":{"count":12,"mean":360.0,"p50":320,"p90":510,"p99":520,"p999":520,"max":520},
+///  "states":null}
 /// ```
 ///
 /// (the logs of the [crate example](crate#a-worked-example), with times).
-/// `counterexamples` has a key only for each violated property (and for
-/// consistency when it fails); `first_unordered_round` is absent when
-/// there is none; `missing_logs`, `partial_logs` and `failed_logs` are
-/// absent when empty; `latency_us` is `null` when no entry has both times.
+/// `counterexamples` has a key only for each violated property (for
+/// consistency when it fails, and `states` when the states differ);
+/// `first_unordered_round` is absent when there is none; `missing_logs`,
+/// `partial_logs` and `failed_logs` are absent when empty; `latency_us` is
+/// `null` when no entry has both times. The workload keys are always
+/// present and `null` where they do not apply: `causal` and
+/// `causal_violations` when no line carries `after` (and no sender's own
+/// order is broken), `answers_before_questions` outside `chat`,
+/// `states_agree` and `states` outside `bank` and `kv`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Findings {
-    /// The run's order: `none`, `fifo` or `total`.
+    /// The run's order: `none`, `fifo`, `causal`, `sequencer` or `total`.
     pub order: String,
+    /// The run's workload, recognised from the operations in the logs:
+    /// `seq` (none), `bank`, `chat` or `kv`.
+    #[serde(default = "seq")]
+    pub workload: String,
     /// Number of logs checked (normally one per member).
     pub peers: usize,
     /// Messages per peer: the most any member multicast.
@@ -464,6 +570,22 @@ pub struct Findings {
     pub integrity: bool,
     /// FIFO holds.
     pub fifo: bool,
+    /// Causal order holds; `null` when the logs cannot tell (no line says
+    /// what its sender had delivered, and no sender's order is broken).
+    #[serde(default)]
+    pub causal: Option<bool>,
+    /// Deliveries of a message before one of its predecessors; `null`
+    /// when `causal` is.
+    #[serde(default)]
+    pub causal_violations: Option<u64>,
+    /// `chat`: deliveries of an answer before its question; `null` for
+    /// other workloads.
+    #[serde(default)]
+    pub answers_before_questions: Option<u64>,
+    /// `bank`, `kv`: every peer ends in the same state; `null` for
+    /// workloads without state.
+    #[serde(default)]
+    pub states_agree: Option<bool>,
     /// Deliveries, summed over all logs (duplicates included).
     pub delivered: u64,
     /// Deliveries there should be: members × messages multicast in all.
@@ -495,6 +617,14 @@ pub struct Findings {
     /// Send-to-delivery latency over the entries that have both times;
     /// `null` when none has.
     pub latency_us: Option<Latency>,
+    /// `bank`, `kv`: each peer's final state, recomputed from its log, in
+    /// peer order; `null` for workloads without state.
+    #[serde(default)]
+    pub states: Option<Vec<PeerState>>,
+}
+
+fn seq() -> String {
+    workload::Workload::Seq.to_string()
 }
 
 /// The default of the verdicts that older summaries do not have.
@@ -503,13 +633,15 @@ fn yes() -> bool {
 }
 
 impl Findings {
-    /// Whether `property` holds.
+    /// Whether `property` holds. An unknown causal verdict counts as
+    /// holding: nothing in the logs contradicts it.
     pub fn holds(&self, property: Property) -> bool {
         match property {
             Property::TotalOrder => self.total_order,
             Property::Agreement => self.agreement,
             Property::Integrity => self.integrity,
             Property::Fifo => self.fifo,
+            Property::Causal => self.causal != Some(false),
         }
     }
 }
@@ -532,15 +664,23 @@ pub fn check(spec: &RunSpec, logs: &[PeerLog]) -> Findings {
 /// only these logs' deliveries. `spec.sent` should then say, for a member
 /// that crashed, how many of its messages the survivors delivered.
 pub fn check_members(spec: &RunSpec, logs: &[PeerLog]) -> Findings {
-    let mut f = check_detailed(spec, logs).0;
+    let (mut f, violations) = check_detailed(spec, logs);
     let sent_in_all = spec.sent.iter().fold(0u64, |a, &s| a.saturating_add(s));
     f.expected = (logs.len() as u64).saturating_mul(sent_in_all);
+    // The members left out are left out on purpose: their logs are not
+    // missing.
+    f.missing_logs.clear();
+    f.complete = f.partial_logs.is_empty() && f.failed_logs.is_empty();
+    f.passed = f.complete
+        && violations
+            .iter()
+            .all(|v| !v.property().promised_by(spec.order));
     f
 }
 
 /// Like [`check`], also returning each violated property's first
 /// counter-example as a typed value, in the order total order, agreement,
-/// integrity, FIFO.
+/// integrity, FIFO, causal.
 pub fn check_detailed(spec: &RunSpec, logs: &[PeerLog]) -> (Findings, Vec<Violation>) {
     let ix = index::Index::new(spec, logs);
     let rounds = unordered_rounds(logs);
@@ -569,11 +709,15 @@ pub fn check_detailed(spec: &RunSpec, logs: &[PeerLog]) -> (Findings, Vec<Violat
     let failed_logs = members_of(log::LogStatus::Failed);
     let missing_logs = missing_members(spec, logs);
     let complete = missing_logs.is_empty() && partial_logs.is_empty() && failed_logs.is_empty();
+    let causal = causal::check(&ix);
+    let states = states::check(&ix);
+    let causal_known = causal.known || causal.first.is_some();
     let violations: Vec<Violation> = [
         total.map(Violation::from),
         agreement.map(Violation::from),
         integrity.map(Violation::from),
         fifo.map(Violation::from),
+        causal.first.map(Violation::from),
     ]
     .into_iter()
     .flatten()
@@ -599,6 +743,10 @@ pub fn check_detailed(spec: &RunSpec, logs: &[PeerLog]) -> (Findings, Vec<Violat
             .iter()
             .all(|v| v.property() != Property::Integrity),
         fifo: fifo.is_none(),
+        causal: causal_known.then_some(causal.first.is_none()),
+        causal_violations: causal_known.then_some(causal.violations),
+        answers_before_questions: causal.answers_early,
+        states_agree: states.agree(),
         delivered: logs.iter().map(|l| l.entries.len() as u64).sum(),
         expected: (spec.members as u64).saturating_mul(sent_in_all),
         passed: complete
@@ -616,8 +764,12 @@ pub fn check_detailed(spec: &RunSpec, logs: &[PeerLog]) -> (Findings, Vec<Violat
             integrity: text(Property::Integrity),
             fifo: text(Property::Fifo),
             consistency,
+            causal: text(Property::Causal),
+            states: states.first.as_ref().map(ToString::to_string),
         },
         latency_us: Latency::of_logs(logs),
+        workload: states.workload.to_string(),
+        states: states.finals,
     };
     (findings, violations)
 }

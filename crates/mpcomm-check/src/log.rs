@@ -16,8 +16,9 @@
 //!   With it a log can be checked alone: `mpcomm check` on bare files gives
 //!   the same verdict as on the run's directory.
 //! * A **delivery** line has no `"type"` ([`LogEntry`]): `run`, `peer`,
-//!   `sender` and `seq` are required; `stamp`, `sent_us` and
-//!   `delivered_us` may be absent (or `null`).
+//!   `sender` and `seq` are required; `stamp`, `sent_us`, `delivered_us`
+//!   and the workload's `after` and `op` (see [`crate::workload`]) may be
+//!   absent (or `null`).
 //! * The **end** line comes last ([`LogEnd`]): written when the run ended,
 //!   it says how (`completed` or `failed`, with the error) and how many
 //!   deliveries precede it.
@@ -674,6 +675,8 @@ mod tests {
             stamp: Some(3),
             sent_us: Some(10),
             delivered_us: Some(20),
+            after: None,
+            op: None,
         }
     }
 
@@ -691,6 +694,8 @@ mod tests {
             stamp: None,
             sent_us: None,
             delivered_us: None,
+            after: None,
+            op: None,
             ..entry(1)
         };
         write_entry(&mut out, &bare).unwrap();

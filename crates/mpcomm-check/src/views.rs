@@ -302,6 +302,8 @@ mod tests {
             stamp: None,
             sent_us: None,
             delivered_us: None,
+            after: None,
+            op: None,
         }
     }
 

@@ -12,7 +12,7 @@ use mpcomm_core::OrderKind;
 
 use crate::Msg;
 
-/// One of the four properties the checker decides.
+/// One of the five properties the checker decides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Property {
     /// Any two peers delivered any two messages they both delivered in the
@@ -25,40 +25,57 @@ pub enum Property {
     /// Every peer delivered each sender's messages in the order they were
     /// sent.
     Fifo,
+    /// No peer delivered a message before one that happened before it (its
+    /// sender had delivered it, or sent it earlier).
+    Causal,
 }
 
 impl Property {
-    /// All four, in the order the checker reports them.
-    pub const ALL: [Property; 4] = [
+    /// All five, in the order the checker reports them.
+    pub const ALL: [Property; 5] = [
         Property::TotalOrder,
         Property::Agreement,
         Property::Integrity,
         Property::Fifo,
+        Property::Causal,
     ];
 
     /// The property's key in [`crate::Findings`]' JSON (`total_order`,
-    /// `agreement`, `integrity`, `fifo`).
+    /// `agreement`, `integrity`, `fifo`, `causal`).
     pub fn key(self) -> &'static str {
         match self {
             Property::TotalOrder => "total_order",
             Property::Agreement => "agreement",
             Property::Integrity => "integrity",
             Property::Fifo => "fifo",
+            Property::Causal => "causal",
         }
     }
 
     /// Whether a run of `order` promises this property.
     ///
     /// Every order runs over reliable links, so every order promises
-    /// integrity and agreement; `fifo` adds FIFO; `total` adds total order,
-    /// and FIFO too, because mpcomm's total order is built on top of its FIFO
-    /// links (a total order that broke a sender's own order would be legal
-    /// in theory but surprising, and mpcomm does not do that).
+    /// integrity and agreement; every order but `none` adds FIFO (each is
+    /// built on the FIFO links; a total order that broke a sender's own
+    /// order would be legal in theory but surprising, and mpcomm does not
+    /// do that); `causal`, `sequencer` and `total` add causal order; `total`
+    /// and `sequencer` add total order.
+    ///
+    /// `total` is causal in mpcomm's implementation, not by definition:
+    /// a member that delivered `a` has received it, so its Lamport clock is
+    /// past `a`'s stamp, so anything it sends afterwards is stamped higher,
+    /// and delivery in stamp order puts `a` first. `sequencer` is causal
+    /// because the sequencer decides `a` before anyone can deliver it, hence
+    /// before any message sent after delivering it reaches the sequencer.
     pub fn promised_by(self, order: OrderKind) -> bool {
         match self {
             Property::Integrity | Property::Agreement => true,
             Property::Fifo => order != OrderKind::None,
-            Property::TotalOrder => order == OrderKind::Total,
+            Property::Causal => matches!(
+                order,
+                OrderKind::Causal | OrderKind::Sequencer | OrderKind::Total
+            ),
+            Property::TotalOrder => matches!(order, OrderKind::Total | OrderKind::Sequencer),
         }
     }
 }
@@ -70,6 +87,7 @@ impl fmt::Display for Property {
             Property::Agreement => "agreement",
             Property::Integrity => "integrity",
             Property::Fifo => "FIFO",
+            Property::Causal => "causal order",
         })
     }
 }
@@ -302,6 +320,64 @@ impl fmt::Display for FifoViolation {
     }
 }
 
+/// Why one message had to come before another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CausalReason {
+    /// The message is an answer to the other (`chat`).
+    Answers,
+    /// The other is an earlier message of the same sender.
+    SentEarlier,
+    /// The sender had delivered the other before sending the message.
+    SenderHadDelivered,
+}
+
+/// A peer delivered a message before one that happened before it.
+///
+/// Renders as `peer 2 delivered 3:5, which answers 1:4, before 1:4`,
+/// `peer 2 delivered 3:5 before 3:4, which member 3 sent earlier` or
+/// `peer 2 delivered 3:5 before 1:4, which member 3 had delivered before
+/// sending 3:5`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CausalViolation {
+    /// The peer.
+    pub peer: u16,
+    /// The message it delivered too early.
+    pub msg: Msg,
+    /// The message that should have come first, delivered later.
+    pub before: Msg,
+    /// Why `before` should have come first.
+    pub reason: CausalReason,
+}
+
+impl fmt::Display for CausalViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let CausalViolation {
+            peer,
+            msg,
+            before,
+            reason,
+        } = self;
+        match reason {
+            CausalReason::Answers => {
+                write!(
+                    f,
+                    "peer {peer} delivered {msg}, which answers {before}, before {before}"
+                )
+            }
+            CausalReason::SentEarlier => write!(
+                f,
+                "peer {peer} delivered {msg} before {before}, which member {} sent earlier",
+                msg.sender
+            ),
+            CausalReason::SenderHadDelivered => write!(
+                f,
+                "peer {peer} delivered {msg} before {before}, which member {} had delivered before sending {msg}",
+                msg.sender
+            ),
+        }
+    }
+}
+
 /// The first counter-example of one violated property.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Violation {
@@ -313,6 +389,8 @@ pub enum Violation {
     Integrity(IntegrityViolation),
     /// See [`FifoViolation`].
     Fifo(FifoViolation),
+    /// See [`CausalViolation`].
+    Causal(CausalViolation),
 }
 
 impl Violation {
@@ -323,6 +401,7 @@ impl Violation {
             Violation::Agreement(_) => Property::Agreement,
             Violation::Integrity(_) => Property::Integrity,
             Violation::Fifo(_) => Property::Fifo,
+            Violation::Causal(_) => Property::Causal,
         }
     }
 }
@@ -334,6 +413,7 @@ impl fmt::Display for Violation {
             Violation::Agreement(v) => v.fmt(f),
             Violation::Integrity(v) => v.fmt(f),
             Violation::Fifo(v) => v.fmt(f),
+            Violation::Causal(v) => v.fmt(f),
         }
     }
 }
@@ -362,6 +442,12 @@ impl From<FifoViolation> for Violation {
     }
 }
 
+impl From<CausalViolation> for Violation {
+    fn from(v: CausalViolation) -> Violation {
+        Violation::Causal(v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,7 +458,7 @@ mod tests {
 
     #[test]
     fn counterexamples_read_as_sentences() {
-        let cases: [(Violation, &str); 12] = [
+        let cases: [(Violation, &str); 15] = [
             (
                 TotalOrderViolation {
                     peer: 2,
@@ -476,6 +562,36 @@ mod tests {
                 .into(),
                 "peer 1 delivered 2:5 before 2:4, though member 2 sent them the other way round",
             ),
+            (
+                CausalViolation {
+                    peer: 2,
+                    msg: m(3, 5),
+                    before: m(1, 4),
+                    reason: CausalReason::Answers,
+                }
+                .into(),
+                "peer 2 delivered 3:5, which answers 1:4, before 1:4",
+            ),
+            (
+                CausalViolation {
+                    peer: 2,
+                    msg: m(3, 5),
+                    before: m(3, 4),
+                    reason: CausalReason::SentEarlier,
+                }
+                .into(),
+                "peer 2 delivered 3:5 before 3:4, which member 3 sent earlier",
+            ),
+            (
+                CausalViolation {
+                    peer: 2,
+                    msg: m(3, 5),
+                    before: m(1, 4),
+                    reason: CausalReason::SenderHadDelivered,
+                }
+                .into(),
+                "peer 2 delivered 3:5 before 1:4, which member 3 had delivered before sending 3:5",
+            ),
         ];
         for (v, text) in cases {
             assert_eq!(v.to_string(), text);
@@ -494,10 +610,19 @@ mod tests {
         assert_eq!(promised(OrderKind::None), [Agreement, Integrity]);
         assert_eq!(promised(OrderKind::Fifo), [Agreement, Integrity, Fifo]);
         assert_eq!(
-            promised(OrderKind::Total),
-            [TotalOrder, Agreement, Integrity, Fifo]
+            promised(OrderKind::Causal),
+            [Agreement, Integrity, Fifo, Causal]
         );
+        for order in [OrderKind::Sequencer, OrderKind::Total] {
+            assert_eq!(
+                promised(order),
+                [TotalOrder, Agreement, Integrity, Fifo, Causal]
+            );
+        }
         let keys: Vec<_> = Property::ALL.iter().map(|p| p.key()).collect();
-        assert_eq!(keys, ["total_order", "agreement", "integrity", "fifo"]);
+        assert_eq!(
+            keys,
+            ["total_order", "agreement", "integrity", "fifo", "causal"]
+        );
     }
 }

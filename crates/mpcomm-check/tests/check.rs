@@ -19,6 +19,8 @@ fn entry(peer: u16, sender: u16, seq: u64) -> LogEntry {
         stamp: None,
         sent_us: None,
         delivered_us: None,
+        after: None,
+        op: None,
     }
 }
 
@@ -533,6 +535,12 @@ fn findings_serialise_with_the_documented_keys() {
         "agreement",
         "integrity",
         "fifo",
+        "causal",
+        "causal_violations",
+        "answers_before_questions",
+        "states_agree",
+        "workload",
+        "states",
         "delivered",
         "expected",
         "passed",
@@ -576,12 +584,15 @@ fn the_documented_json_example() {
     assert_eq!(
         serde_json::to_string(&f).unwrap(),
         concat!(
-            r#"{"order":"total","peers":3,"messages_per_peer":2,"unordered_rounds":2,"rounds":4,"#,
-            r#""first_unordered_round":0,"total_order":false,"agreement":true,"integrity":true,"#,
-            r#""fifo":true,"delivered":12,"expected":12,"passed":false,"complete":true,"consistent":false,"#,
+            r#"{"order":"total","workload":"seq","peers":3,"messages_per_peer":2,"unordered_rounds":2,"#,
+            r#""rounds":4,"first_unordered_round":0,"total_order":false,"agreement":true,"#,
+            r#""integrity":true,"fifo":true,"causal":null,"causal_violations":null,"#,
+            r#""answers_before_questions":null,"states_agree":null,"delivered":12,"expected":12,"#,
+            r#""passed":false,"complete":true,"consistent":false,"#,
             r#""counterexamples":{"total_order":"peer 2 delivered 1:0 before 0:0; peer 0 delivered them the other way round","#,
             r#""consistency":"peer 2 delivered 1:0 at position 0, where peer 0 delivered 0:0: the logs are not prefixes of one sequence"},"#,
-            r#""latency_us":{"count":12,"mean":360.0,"p50":320,"p90":510,"p99":520,"p999":520,"max":520}}"#
+            r#""latency_us":{"count":12,"mean":360.0,"p50":320,"p90":510,"p99":520,"p999":520,"max":520},"#,
+            r#""states":null}"#
         )
     );
 }
@@ -591,6 +602,8 @@ fn every_order_is_named_in_json() {
     for (order, name) in [
         (OrderKind::None, "none"),
         (OrderKind::Fifo, "fifo"),
+        (OrderKind::Causal, "causal"),
+        (OrderKind::Sequencer, "sequencer"),
         (OrderKind::Total, "total"),
     ] {
         let f = check(&spec(order, 1, 1), &[log(0, &[(0, 0)])]);
@@ -799,6 +812,10 @@ proptest! {
         prop_assert_eq!(f.agreement, oracle::agreement(&logs));
         prop_assert_eq!(f.fifo, oracle::fifo(&logs));
         prop_assert_eq!(f.integrity, oracle::integrity(&spec, &logs));
+        // These logs say nothing of what senders had delivered: only a
+        // sender's own order can break causality, and then FIFO breaks.
+        prop_assert_eq!(f.causal, (!f.fifo).then_some(false));
+        prop_assert_eq!(f.causal_violations.is_some(), !f.fifo);
         // One counter-example per violated property, and its text.
         for p in Property::ALL {
             let typed = v.iter().find(|x| x.property() == p).map(ToString::to_string);
@@ -807,6 +824,7 @@ proptest! {
                 Property::Agreement => &f.counterexamples.agreement,
                 Property::Integrity => &f.counterexamples.integrity,
                 Property::Fifo => &f.counterexamples.fifo,
+                Property::Causal => &f.counterexamples.causal,
             };
             prop_assert_eq!(&typed, text);
             prop_assert_eq!(typed.is_none(), f.holds(p));
@@ -837,6 +855,11 @@ proptest! {
                     let s = &firsts(ff.peer)[0];
                     prop_assert!(ff.first.sender == ff.second.sender && ff.first.seq > ff.second.seq);
                     prop_assert!(pos(s, ff.first) < pos(s, ff.second));
+                }
+                Violation::Causal(c) => {
+                    let s = &firsts(c.peer)[0];
+                    prop_assert!(pos(s, c.msg) < pos(s, c.before) && pos(s, c.msg).is_some());
+                    prop_assert!(c.msg.sender == c.before.sender && c.msg.seq > c.before.seq);
                 }
                 Violation::Integrity(_) => {}
             }
@@ -878,6 +901,8 @@ proptest! {
                         stamp: None,
                         sent_us,
                         delivered_us,
+                        after: None,
+                        op: None,
                     })
                     .collect(),
             })
@@ -1003,4 +1028,97 @@ fn a_log_ended_completed_must_hold_everything() {
     let f = check(&spec, &logs);
     assert!(f.complete && !f.passed && !f.integrity && !f.agreement);
     assert!(!f.consistent, "a completed log missing a message: {f:?}");
+}
+
+// ------------------------------------------------------------------ workloads
+
+/// A delivery's workload fields read and write like the others, and an
+/// operation that is none of ours is an error naming its line.
+#[test]
+fn workload_fields_in_log_lines() {
+    let line = r#"{"run":7,"peer":2,"sender":1,"seq":4,"after":6,"op":"deposit 5.00"}"#;
+    let read = mpcomm_check::log::read_log(format!("{line}\n").as_bytes(), "peer-2.jsonl")
+        .expect("a valid line");
+    let e = &read.entries[0];
+    assert_eq!(e.after, Some(6));
+    assert_eq!(e.op.map(|o| o.to_string()).as_deref(), Some("deposit 5.00"));
+    let mut out = Vec::new();
+    mpcomm_check::log::write_entry(&mut out, e).unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), format!("{line}\n"));
+    let bad = r#"{"run":7,"peer":2,"sender":1,"seq":4,"op":"deposit five"}"#;
+    let err = mpcomm_check::log::read_log(format!("{line}\n{bad}\n").as_bytes(), "peer-2.jsonl")
+        .unwrap_err();
+    assert_eq!(err.line, Some(2));
+    assert!(err.to_string().contains("deposit five"), "{err}");
+}
+
+/// Sets `after` and `op` on every delivery of `sender:seq`.
+fn annotate(logs: &mut [PeerLog], sender: u16, seq: u64, after: u64, op: &str) {
+    for e in logs.iter_mut().flat_map(|l| l.entries.iter_mut()) {
+        if (e.sender, e.seq) == (sender, seq) {
+            e.after = Some(after);
+            e.op = Some(op.parse().unwrap());
+        }
+    }
+}
+
+/// The issue's example: member 3 answers 1:4 after delivering it; peer 2
+/// shows the answer first. Only the orders that promise causality fail.
+#[test]
+fn an_answer_before_its_question_breaks_causal_order() {
+    let order = [(1, 4), (3, 5)];
+    let early = [(3, 5), (1, 4)];
+    let mut logs = vec![log(1, &order), log(2, &early), log(3, &order)];
+    annotate(&mut logs, 1, 4, 0, "ask 3");
+    annotate(&mut logs, 3, 5, 1, "answer 1:4");
+    let spec = |o| RunSpec {
+        order: o,
+        members: 4,
+        sent: vec![0, 5, 0, 6],
+    };
+    let f = check(&spec(OrderKind::Causal), &logs);
+    assert_eq!(f.workload, "chat");
+    assert_eq!(
+        (f.causal, f.causal_violations, f.answers_before_questions),
+        (Some(false), Some(1), Some(1))
+    );
+    assert_eq!(
+        f.counterexamples.causal.as_deref(),
+        Some("peer 2 delivered 3:5, which answers 1:4, before 1:4")
+    );
+    assert!(!f.passed);
+    assert!(!check(&spec(OrderKind::Total), &logs).passed);
+    // `fifo` never promised it (integrity fails here for other reasons:
+    // most messages are missing from these hand-made logs).
+    let fifo = check(&spec(OrderKind::Fifo), &logs);
+    assert!(!Property::Causal.promised_by(OrderKind::Fifo));
+    assert_eq!(fifo.states_agree, None, "chat has no state");
+}
+
+/// Two peers apply a deposit and an interest payment in opposite orders:
+/// their balances differ, and the findings say where.
+#[test]
+fn diverging_balances_are_found() {
+    let mut logs = vec![log(0, &[(0, 0), (1, 0)]), log(1, &[(1, 0), (0, 0)])];
+    annotate(&mut logs, 0, 0, 0, "deposit 10.00");
+    annotate(&mut logs, 1, 0, 0, "interest 1.00%");
+    let f = check(&spec(OrderKind::Causal, 2, 1), &logs);
+    assert_eq!((f.workload.as_str(), f.states_agree), ("bank", Some(false)));
+    assert_eq!(f.causal, Some(true), "the two are concurrent");
+    assert!(
+        f.passed,
+        "causal order keeps its promises; states are not one"
+    );
+    let v = serde_json::to_value(&f).unwrap();
+    assert_eq!(v["states"][0]["state"]["balance"], "111.10");
+    assert_eq!(v["states"][1]["state"]["balance"], "111.00");
+    assert_eq!(
+        f.counterexamples.states.as_deref(),
+        Some(
+            "peer 0 ends with balance 111.10, peer 1 with balance 111.00; they first differ after \
+             position 0, where peer 0 delivered 0:0 (deposit 10.00) and peer 1 delivered 1:0 (interest 1.00%)"
+        )
+    );
+    // Findings with states read back.
+    assert_eq!(serde_json::from_value::<Findings>(v).unwrap(), f);
 }

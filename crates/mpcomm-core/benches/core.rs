@@ -3,6 +3,8 @@
 //! * `total_order/N` — messages totally ordered per second by a whole group
 //!   of N peers exchanging datagrams in memory (every datagram encoded,
 //!   decoded, acknowledged; every message delivered at every peer);
+//! * `orders/ORDER/N` — the same for `causal`, `sequencer` and `total`
+//!   side by side, so their ratios come from one run;
 //! * `codec` — encoding and decoding a full datagram of records;
 //! * `hold_back_queue` — the `total` engine's queue alone;
 //! * `link` — the reliable-link bookkeeping alone.
@@ -23,8 +25,13 @@ use mpcomm_core::{Config, Event, OrderKind, Peer, Time};
 
 /// A group of `n` peers past their handshake.
 fn group(n: usize) -> Vec<Peer> {
+    group_of(n, OrderKind::Total)
+}
+
+/// A group of `n` peers past their handshake, delivering in `order`.
+fn group_of(n: usize, order: OrderKind) -> Vec<Peer> {
     let mut peers: Vec<Peer> = (0..n)
-        .map(|i| Peer::new(Config::new(1, i as u16, n, OrderKind::Total), Time::ZERO).unwrap())
+        .map(|i| Peer::new(Config::new(1, i as u16, n, order), Time::ZERO).unwrap())
         .collect();
     exchange(&mut peers, Time::ZERO);
     for p in &mut peers {
@@ -234,5 +241,33 @@ fn link(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, total_order, codec, hold_back_queue, link);
+fn orders(c: &mut Criterion) {
+    let mut g = c.benchmark_group("orders");
+    const PER_PEER: usize = 256;
+    for order in [OrderKind::Causal, OrderKind::Sequencer, OrderKind::Total] {
+        for n in [3usize, 8] {
+            g.throughput(Throughput::Elements((PER_PEER * n) as u64));
+            g.bench_with_input(BenchmarkId::new(order.as_str(), n), &n, |b, &n| {
+                let mut peers = group_of(n, order);
+                let payload = Bytes::from(vec![7u8; 64]);
+                let mut t = 1u64;
+                b.iter(|| {
+                    t += 1;
+                    let now = Time::from_micros(t);
+                    for p in peers.iter_mut() {
+                        for _ in 0..PER_PEER {
+                            p.multicast(now, payload.clone()).unwrap();
+                        }
+                    }
+                    let delivered = exchange(&mut peers, now);
+                    assert_eq!(delivered, PER_PEER * n * n);
+                    black_box(delivered)
+                });
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, total_order, orders, codec, hold_back_queue, link);
 criterion_main!(benches);

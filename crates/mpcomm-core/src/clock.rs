@@ -27,8 +27,8 @@
 //!
 //! A Lamport clock cannot tell whether two messages were *concurrent* (neither
 //! caused the other): a smaller stamp does not imply a cause. Vector clocks
-//! can, and a causal ordering engine would carry one in a record's extension
-//! field ([`crate::wire::Record::ext`]).
+//! can ([`crate::vclock`]); the `causal` ordering engine carries one in a
+//! record's extension field ([`crate::wire::Record::ext`]).
 
 /// A Lamport logical clock.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -15,9 +15,10 @@
 //! |---|---|
 //! | [`time`] | time as a number passed in by the caller |
 //! | [`clock`] | Lamport logical clocks |
+//! | [`vclock`] | vector clocks: what a member had delivered when it sent |
 //! | [`wire`] | the datagram format: typed frames, total bounded decoding |
 //! | [`link`] | reliable FIFO streams over lossy UDP: acks, retransmission, windows |
-//! | [`order`] | ordering engines: `none`, `fifo`, `total` |
+//! | [`order`] | ordering engines: `none`, `fifo`, `causal`, `sequencer`, `total` |
 //! | [`membership`] | views, the failure detector's verdicts, the flush that changes views |
 //! | [`peer`] | one member of a group: handshake, multicast, delivery, view changes, completion |
 //!
@@ -51,6 +52,7 @@ pub mod membership;
 pub mod order;
 pub mod peer;
 pub mod time;
+pub mod vclock;
 pub mod wire;
 
 pub use config::{Config, ConfigError};

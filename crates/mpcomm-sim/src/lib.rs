@@ -10,11 +10,16 @@
 //! down to the last datagram. A run that fails can be replayed exactly with
 //! the command [`SimConfig::replay_command`] prints.
 //!
-//! The workload is the original MPComm's: once its handshake is done, every
-//! peer multicasts M messages at random intervals (10–100 ms by default),
-//! then its end-of-stream marker. Each message's payload starts with its send
-//! time, so every delivery's latency is known. At the end the delivery logs
-//! go through the checker ([`mpcomm_check::check`]).
+//! The application is the original MPComm's: once its handshake is done,
+//! every peer multicasts M messages at random intervals (10–100 ms by
+//! default), then its end-of-stream marker. What the messages say is the
+//! run's *workload* ([`mpcomm_check::workload`]): nothing (`seq`, the
+//! original's), bank operations, a conversation (`chat`: a peer answers a
+//! question addressed to it as soon as it has delivered it, besides its
+//! scheduled messages), or key-value writes. Each payload carries its send
+//! time, so every delivery's latency is known, and how many messages its
+//! sender had delivered, so the checker can judge causal order. At the end
+//! the delivery logs go through the checker ([`mpcomm_check::check`]).
 //!
 //! ```
 //! use mpcomm_core::OrderKind;
@@ -33,7 +38,10 @@ use std::hash::Hasher;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mpcomm_check::{Findings, LogEntry, PeerLog, RunSpec, ViewLog, ViewMark, VirtualSynchrony};
+use mpcomm_check::workload::{Script, Turn, Workload, payload};
+use mpcomm_check::{
+    Findings, LogEntry, Msg, PeerLog, RunSpec, ViewLog, ViewMark, VirtualSynchrony,
+};
 use mpcomm_core::{Config, Event, MemberId, OrderKind, Peer, Stats, Time, wire::MAX_DATAGRAM};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -52,6 +60,8 @@ pub struct SimConfig {
     pub messages: u64,
     /// Delivery order.
     pub order: OrderKind,
+    /// What the messages say and what peers do with them.
+    pub workload: Workload,
     /// Seed of every random choice.
     pub seed: u64,
     /// Number of regions the peers are spread over.
@@ -65,7 +75,9 @@ pub struct SimConfig {
     /// Peers start at random times within this span (a late peer's first
     /// datagrams find nobody listening, as in real life).
     pub start_spread: Duration,
-    /// Payload bytes per message (at least 8: the send time).
+    /// Payload bytes per message, at least what the workload needs (the
+    /// send time, `after`, the operation: 18 bytes and the operation's
+    /// text); padded with zeros to this size.
     pub payload: usize,
     /// The core's acknowledgement delay.
     pub ack_delay: Duration,
@@ -90,6 +102,7 @@ impl Default for SimConfig {
             peers: 4,
             messages: 20,
             order: OrderKind::Total,
+            workload: Workload::Seq,
             seed: 1,
             regions: 2,
             net: NetProfile::default(),
@@ -113,11 +126,12 @@ impl SimConfig {
     pub fn replay_command(&self) -> String {
         let ms = |d: Duration| format!("{}ms", d.as_secs_f64() * 1000.0);
         format!(
-            "mpcomm sim --peers {} --messages {} --order {} --seed {} --regions {} --loss {} --duplicate {} \
-             --reorder {} --skew {} --intra {}±{} --inter {}±{}",
+            "mpcomm sim --peers {} --messages {} --order {} --workload {} --seed {} --regions {} --loss {} \
+             --duplicate {} --reorder {} --skew {} --intra {}±{} --inter {}±{}",
             self.peers,
             self.messages,
             self.order,
+            self.workload,
             self.seed,
             self.regions,
             self.net.loss,
@@ -207,6 +221,11 @@ pub struct SimOutcome {
     pub retransmissions: u64,
     /// Datagrams sent, summed over peers.
     pub datagrams: u64,
+    /// Datagrams sent per message multicast (each message is delivered by
+    /// every peer): what one message costs the network.
+    pub datagrams_per_message: f64,
+    /// Datagrams sent by each peer: a sequencer's load shows here.
+    pub peer_datagrams: Vec<u64>,
     /// Anything peers dropped as invalid, summed.
     pub dropped: u64,
     /// Each peer's counters.
@@ -254,6 +273,8 @@ enum What {
     Wake(usize),
     /// A process's application multicasts its next message.
     AppSend(usize),
+    /// A process's application answers a question it has just delivered.
+    Reply(usize),
     /// The fault with this index strikes.
     FaultStart(usize),
     /// The fault with this index ends (a restart's new process starts, a
@@ -266,11 +287,12 @@ enum What {
 struct SimProc {
     member: MemberId,
     peer: Option<Peer>,
-    /// A restarted process joins a running group and multicasts nothing.
-    sends: bool,
     /// The earliest wake-up already in the queue.
     wake: Option<Time>,
-    sent: u64,
+    /// What the application sends.
+    script: Script,
+    /// A [`What::Reply`] is in the queue.
+    reply_queued: bool,
     finished: bool,
     log: Vec<LogEntry>,
     views: Vec<ViewMark>,
@@ -288,13 +310,13 @@ struct SimProc {
 }
 
 impl SimProc {
-    fn new(member: MemberId, sends: bool) -> SimProc {
+    fn new(member: MemberId, script: Script) -> SimProc {
         SimProc {
             member,
             peer: None,
-            sends,
             wake: None,
-            sent: 0,
+            script,
+            reply_queued: false,
             finished: false,
             log: Vec::new(),
             views: Vec::new(),
@@ -517,7 +539,14 @@ impl<'a> Sim<'a> {
                 What::AppSend(p) => {
                     self.trace.write_u8(3);
                     self.trace.write_u64(p as u64);
-                    self.app_send(p);
+                    self.app_send(p, Turn::Scheduled);
+                    self.settle(p);
+                }
+                What::Reply(p) => {
+                    self.trace.write_u8(6);
+                    self.trace.write_u64(p as u64);
+                    self.procs[p].reply_queued = false;
+                    self.app_send(p, Turn::Reply);
                     self.settle(p);
                 }
                 What::FaultStart(i) => {
@@ -541,7 +570,17 @@ impl<'a> Sim<'a> {
     fn start_process(&mut self, m: MemberId, sends: bool) {
         let idx = self.procs.len();
         let generation = self.procs.iter().filter(|p| p.member == m).count() as u64;
-        let mut sp = SimProc::new(m, sends);
+        // A restarted process joins a running group: it answers (chat) but
+        // starts nothing of its own.
+        let messages = if sends { self.cfg.messages } else { 0 };
+        let script = Script::new(
+            self.cfg.workload,
+            m,
+            self.cfg.peers,
+            messages,
+            self.cfg.seed,
+        );
+        let mut sp = SimProc::new(m, script);
         let mut c = Config::new(
             0x5157_0000 ^ self.cfg.seed,
             m,
@@ -658,7 +697,7 @@ impl<'a> Sim<'a> {
 
     /// The application of process `p` sends its next message (or its
     /// end-of-stream marker after the last one).
-    fn app_send(&mut self, p: usize) {
+    fn app_send(&mut self, p: usize, turn: Turn) {
         let now = self.now;
         let cfg = self.cfg;
         let sp = &mut self.procs[p];
@@ -669,20 +708,27 @@ impl<'a> Sim<'a> {
         if peer.is_failed() {
             return;
         }
+        let retry = if turn == Turn::Scheduled {
+            What::AppSend(p)
+        } else {
+            What::Reply(p)
+        };
         if !peer.can_send() {
             // Window full or a view change under way: try again shortly.
-            self.schedule(now + Duration::from_millis(1), What::AppSend(p));
+            if turn == Turn::Reply {
+                sp.reply_queued = true;
+            }
+            self.schedule(now + Duration::from_millis(1), retry);
             return;
         }
-        let messages = if sp.sends { cfg.messages } else { 0 };
-        if sp.sent < messages {
-            let mut payload = vec![0u8; cfg.payload.max(8)];
-            payload[..8].copy_from_slice(&now.as_micros().to_be_bytes());
-            if peer.multicast(now, Bytes::from(payload)).is_ok() {
-                sp.sent += 1;
+        let after = sp.script.delivered();
+        if let Some(op) = sp.script.next(turn) {
+            let bytes = payload::encode(now.as_micros(), after, op.as_ref(), cfg.payload);
+            if peer.multicast(now, Bytes::from(bytes)).is_err() {
+                return; // the run failed; its failure is recorded as an event
             }
         }
-        if sp.sent >= messages {
+        if sp.script.is_done() {
             // The end-of-stream marker follows the last message at once, as
             // in the original.
             if peer.finish(now).is_ok() {
@@ -692,8 +738,10 @@ impl<'a> Sim<'a> {
             }
             return;
         }
-        let gap = self.interval();
-        self.schedule(now + gap, What::AppSend(p));
+        if turn == Turn::Scheduled {
+            let gap = self.interval();
+            self.schedule(now + gap, What::AppSend(p));
+        }
     }
 
     fn interval(&mut self) -> Duration {
@@ -709,6 +757,7 @@ impl<'a> Sim<'a> {
         let mut outgoing = Vec::new();
         let mut ready = false;
         let from = self.procs[p].member;
+        let mut reply = false;
         {
             let sp = &mut self.procs[p];
             if sp.gone() || sp.paused_until.is_some() {
@@ -722,19 +771,29 @@ impl<'a> Sim<'a> {
                 match ev {
                     Event::Ready => ready = true,
                     Event::Deliver(d) => {
-                        let sent_us = d
-                            .payload
-                            .get(..8)
-                            .and_then(|b| b.try_into().ok())
-                            .map(u64::from_be_bytes);
+                        // Every payload here was made by `app_send`; one
+                        // that did not decode would show as a delivery
+                        // without workload fields.
+                        let decoded = payload::decode(&d.payload).unwrap_or(payload::Decoded {
+                            sent_us: None,
+                            after: None,
+                            op: None,
+                        });
+                        let msg = Msg {
+                            sender: d.sender,
+                            seq: d.seq,
+                        };
+                        sp.script.on_deliver(msg, decoded.op.as_ref());
                         sp.log.push(LogEntry {
                             run: peer.config().run_id,
                             peer: sp.member,
                             sender: d.sender,
                             seq: d.seq,
                             stamp: Some(d.stamp),
-                            sent_us,
+                            sent_us: decoded.sent_us,
                             delivered_us: Some(now.as_micros()),
+                            after: decoded.after,
+                            op: decoded.op,
                         });
                     }
                     Event::View {
@@ -763,12 +822,25 @@ impl<'a> Sim<'a> {
                 }
             }
         }
+        {
+            // A question for us was delivered: answer it now, not at the
+            // next scheduled send (a reply that waits tens of milliseconds
+            // would rarely overtake its question anywhere).
+            let sp = &mut self.procs[p];
+            if sp.script.reply_due() && !sp.reply_queued && !sp.finished && !sp.gone() {
+                sp.reply_queued = true;
+                reply = true;
+            }
+        }
         for (to, bytes) in outgoing {
             self.transmit(from, to, bytes);
         }
         if ready {
             let gap = self.interval();
             self.schedule(now + gap, What::AppSend(p));
+        }
+        if reply {
+            self.schedule(now, What::Reply(p));
         }
         let sp = &mut self.procs[p];
         if sp.peer.as_ref().is_some_and(|peer| peer.may_leave(now)) {
@@ -852,7 +924,7 @@ impl<'a> Sim<'a> {
                     ViewLog {
                         marks: sp.views.clone(),
                         survivor,
-                        sent: sp.sent,
+                        sent: sp.script.sent(),
                     },
                 )
             })
@@ -876,7 +948,7 @@ impl<'a> Sim<'a> {
         let mut sent: Vec<u64> = vec![0; cfg.peers];
         for sp in &self.procs {
             let s = &mut sent[usize::from(sp.member)];
-            *s = (*s).max(sp.sent);
+            *s = (*s).max(sp.script.sent());
         }
         if faulty {
             // A crashed member's last messages may be delivered by nobody:
@@ -943,6 +1015,7 @@ impl<'a> Sim<'a> {
             .iter()
             .filter_map(|p| p.peer.as_ref().map(|p| p.stats()))
             .collect();
+        let datagrams = all_stats.iter().map(|s| s.datagrams_sent).sum::<u64>();
         SimOutcome {
             findings,
             seed: cfg.seed,
@@ -969,7 +1042,9 @@ impl<'a> Sim<'a> {
             events: self.events,
             network: self.net,
             retransmissions: all_stats.iter().map(|s| s.retransmissions).sum(),
-            datagrams: all_stats.iter().map(|s| s.datagrams_sent).sum(),
+            datagrams,
+            datagrams_per_message: datagrams as f64 / spec.sent.iter().sum::<u64>().max(1) as f64,
+            peer_datagrams: peer_stats.iter().map(|s| s.datagrams_sent).collect(),
             dropped: all_stats.iter().map(|s| s.dropped()).sum(),
             peer_stats,
             logs,

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use mpcomm_check::workload::Workload;
 use mpcomm_core::OrderKind;
 use mpcomm_sim::{Delay, NetProfile, Progress, SimConfig, SimOutcome, run, run_with_progress};
 
@@ -71,9 +72,9 @@ fn profile(i: usize) -> (usize, NetProfile) {
     }
 }
 
-/// Case `i` of the suite: group size, message count and profile all vary
-/// with `i`; message counts are mostly modest, with a share of 200-message
-/// runs.
+/// Case `i` of the suite: group size, message count, profile and workload
+/// all vary with `i`; message counts are mostly modest, with a share of
+/// 200-message runs.
 fn case(i: usize, order: OrderKind) -> SimConfig {
     let peers = GROUP_SIZES[i % GROUP_SIZES.len()];
     let (regions, net) = profile(i / GROUP_SIZES.len());
@@ -82,6 +83,7 @@ fn case(i: usize, order: OrderKind) -> SimConfig {
         peers,
         messages,
         order,
+        workload: Workload::ALL[(i / 3) % Workload::ALL.len()],
         seed: 1000 + i as u64,
         regions,
         net,
@@ -93,7 +95,7 @@ fn describe_failure(cfg: &SimConfig, out: &SimOutcome) -> String {
     let f = &out.findings;
     format!(
         "seed {} failed: completed={} stuck={:?} failures={:?} total_order={} agreement={} integrity={} fifo={} \
-         counterexamples={:?}\n    replay: {}",
+         causal={:?} states_agree={:?} counterexamples={:?}\n    replay: {}",
         cfg.seed,
         out.completed,
         out.stuck,
@@ -102,6 +104,8 @@ fn describe_failure(cfg: &SimConfig, out: &SimOutcome) -> String {
         f.agreement,
         f.integrity,
         f.fifo,
+        f.causal,
+        f.states_agree,
         f.counterexamples,
         cfg.replay_command()
     )
@@ -120,7 +124,17 @@ fn sweep(range: std::ops::Range<usize>, order: OrderKind) {
             && f.agreement
             && f.integrity
             && (order == OrderKind::None || f.fifo)
-            && (order != OrderKind::Total || (f.total_order && f.unordered_rounds == 0))
+            && (!matches!(order, OrderKind::Total | OrderKind::Sequencer)
+                || (f.total_order && f.unordered_rounds == 0))
+            // The simulator's logs always say what senders had delivered,
+            // so the causal verdict is never unknown.
+            && f.causal.is_some()
+            && (order == OrderKind::None
+                || order == OrderKind::Fifo
+                || f.causal == Some(true))
+            && (!matches!(order, OrderKind::Total | OrderKind::Sequencer)
+                || f.states_agree != Some(false))
+            && f.states_agree.is_some() == cfg.workload.has_state()
             && f.delivered == f.expected;
         if !fine {
             failures.push(describe_failure(&cfg, &out));
@@ -174,6 +188,113 @@ fn total_order_holds_part_8() {
 fn fifo_and_none_keep_their_promises() {
     sweep(0..150, OrderKind::Fifo);
     sweep(150..300, OrderKind::None);
+}
+
+// 2,000 `causal` runs and 2,000 `sequencer` runs, four parts each. Causal
+// order holds in every one; `sequencer` also keeps total order, and its
+// replicas' states agree.
+#[test]
+fn causal_order_holds_part_1() {
+    sweep(0..500, OrderKind::Causal);
+}
+#[test]
+fn causal_order_holds_part_2() {
+    sweep(500..1000, OrderKind::Causal);
+}
+#[test]
+fn causal_order_holds_part_3() {
+    sweep(1000..1500, OrderKind::Causal);
+}
+#[test]
+fn causal_order_holds_part_4() {
+    sweep(1500..2000, OrderKind::Causal);
+}
+#[test]
+fn sequencer_order_holds_part_1() {
+    sweep(0..500, OrderKind::Sequencer);
+}
+#[test]
+fn sequencer_order_holds_part_2() {
+    sweep(500..1000, OrderKind::Sequencer);
+}
+#[test]
+fn sequencer_order_holds_part_3() {
+    sweep(1000..1500, OrderKind::Sequencer);
+}
+#[test]
+fn sequencer_order_holds_part_4() {
+    sweep(1500..2000, OrderKind::Sequencer);
+}
+
+/// A batch of two-region runs of one order and workload: four peers, 20
+/// messages each, the far region's datagrams half as slow again.
+fn batch(order: OrderKind, workload: Workload, seeds: std::ops::Range<u64>) -> Vec<SimOutcome> {
+    seeds
+        .map(|seed| {
+            let cfg = SimConfig {
+                peers: 4,
+                messages: 20,
+                order,
+                workload,
+                seed,
+                regions: 2,
+                net: NetProfile {
+                    skew: 0.5,
+                    ..NetProfile::default()
+                },
+                ..SimConfig::default()
+            };
+            let out = run(&cfg);
+            assert!(
+                out.completed && out.findings.passed,
+                "{}",
+                describe_failure(&cfg, &out)
+            );
+            out
+        })
+        .collect()
+}
+
+/// The conversation: without causal order, some member shows an answer
+/// before its question in most runs; with it, never.
+#[test]
+fn answers_come_before_questions_without_causal_order() {
+    const SEEDS: u64 = 60;
+    for order in OrderKind::ALL {
+        let runs = batch(order, Workload::Chat, 0..SEEDS);
+        let early = runs
+            .iter()
+            .filter(|o| o.findings.answers_before_questions.is_some_and(|n| n > 0))
+            .count();
+        match order {
+            OrderKind::None | OrderKind::Fifo => assert!(
+                early as u64 * 2 > SEEDS,
+                "{order}: answers before questions in only {early} of {SEEDS} runs"
+            ),
+            _ => assert_eq!(early, 0, "{order}"),
+        }
+    }
+}
+
+/// The bank: without total order the replicas' balances diverge in most
+/// runs — causal order included; with it, never.
+#[test]
+fn balances_diverge_without_total_order() {
+    const SEEDS: u64 = 60;
+    for order in OrderKind::ALL {
+        let runs = batch(order, Workload::Bank, 100..100 + SEEDS);
+        let diverged = runs
+            .iter()
+            .filter(|o| o.findings.states_agree == Some(false))
+            .count();
+        match order {
+            OrderKind::Total | OrderKind::Sequencer => assert_eq!(diverged, 0, "{order}"),
+            _ => assert!(
+                diverged as u64 * 2 > SEEDS,
+                "{order}: balances diverged in only {diverged} of {SEEDS} runs"
+            ),
+        }
+    }
 }
 
 /// The original's problem, reproduced: over two regions with skewed delays,

@@ -255,6 +255,8 @@ mod tests {
             stamp: Some(1),
             sent_us: None,
             delivered_us: None,
+            after: None,
+            op: None,
         }
     }
 

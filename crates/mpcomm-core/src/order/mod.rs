@@ -10,6 +10,8 @@
 //! |---|---|---|
 //! | [`none`] | none: each peer delivers in its own arrival order | deliver on arrival |
 //! | [`fifo`] | each sender's messages in the order it sent them | deliver when the link releases them in sequence |
+//! | [`causal`] | no message before the messages that could have caused it | vector clocks + hold-back |
+//! | [`sequencer`] | every peer delivers every message in the same order | one member multicasts the order |
 //! | [`total`] | every peer delivers every message in the same order | Lamport stamps + hold-back queue |
 //!
 //! # The interface, and the orders to come
@@ -35,9 +37,12 @@ use bytes::Bytes;
 
 use crate::wire::{MemberId, Record};
 
+pub mod causal;
 pub mod fifo;
 pub mod none;
+pub mod sequencer;
 pub mod total;
+mod varint;
 
 /// The delivery orders mpcomm implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,19 +51,31 @@ pub enum OrderKind {
     None,
     /// Per-sender FIFO order.
     Fifo,
+    /// Causal order with vector clocks.
+    Causal,
+    /// Total order decided by a fixed sequencer.
+    Sequencer,
     /// Total order with Lamport clocks.
     Total,
 }
 
 impl OrderKind {
     /// Every order, in a stable order.
-    pub const ALL: [OrderKind; 3] = [OrderKind::None, OrderKind::Fifo, OrderKind::Total];
+    pub const ALL: [OrderKind; 5] = [
+        OrderKind::None,
+        OrderKind::Fifo,
+        OrderKind::Causal,
+        OrderKind::Sequencer,
+        OrderKind::Total,
+    ];
 
     /// The name used on the command line, in JSON and in logs.
     pub fn as_str(self) -> &'static str {
         match self {
             OrderKind::None => "none",
             OrderKind::Fifo => "fifo",
+            OrderKind::Causal => "causal",
+            OrderKind::Sequencer => "sequencer",
             OrderKind::Total => "total",
         }
     }
@@ -69,6 +86,8 @@ impl OrderKind {
             OrderKind::None => 0,
             OrderKind::Fifo => 1,
             OrderKind::Total => 2,
+            OrderKind::Causal => 3,
+            OrderKind::Sequencer => 4,
         }
     }
 
@@ -77,6 +96,8 @@ impl OrderKind {
         match self {
             OrderKind::None => Box::new(none::ArrivalOrder::new()),
             OrderKind::Fifo => Box::new(fifo::FifoOrder::new()),
+            OrderKind::Causal => Box::new(causal::CausalOrder::new(me, members)),
+            OrderKind::Sequencer => Box::new(sequencer::SequencerOrder::new(me, members)),
             OrderKind::Total => Box::new(total::TotalOrder::new(me, members)),
         }
     }
@@ -90,7 +111,7 @@ impl fmt::Display for OrderKind {
 
 /// An order name that is not one of ours.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown order {0:?} (expected one of: none, fifo, total)")]
+#[error("unknown order {0:?} (expected one of: none, fifo, causal, sequencer, total)")]
 pub struct UnknownOrder(pub String);
 
 impl FromStr for OrderKind {
@@ -100,6 +121,8 @@ impl FromStr for OrderKind {
         match s.trim().to_ascii_lowercase().as_str() {
             "none" => Ok(OrderKind::None),
             "fifo" => Ok(OrderKind::Fifo),
+            "causal" => Ok(OrderKind::Causal),
+            "sequencer" => Ok(OrderKind::Sequencer),
             "total" => Ok(OrderKind::Total),
             _ => Err(UnknownOrder(s.to_string())),
         }
@@ -169,7 +192,15 @@ pub trait Ordering: Send {
     }
 
     /// A control record the engine wants multicast (e.g. a sequencer's
-    /// ordering decision). None by default.
+    /// ordering decision, or the part of a causal vector that does not fit
+    /// an extension). None by default.
+    ///
+    /// The peer calls it after every batch of deliveries, until it returns
+    /// `None` or the send window is full, and pushes each body as a CONTROL
+    /// record of its own stream (calling [`Ordering::outgoing_ext`] for it
+    /// first, like for any record). It accepts no application message while
+    /// a control record waits for window space: `causal` relies on that
+    /// (see `tests/causal_contract.rs`).
     fn poll_control(&mut self) -> Option<Bytes> {
         None
     }
