@@ -99,15 +99,15 @@ fn one_lane_per_peer_and_one_mark_per_delivery() {
     assert!(html.contains("data-peer=\"2\" data-sender=\"1\" data-seq=\"0\""));
     // The tooltip, in the promised words.
     assert!(
-        html.contains("peer 2 delivered 1:0 (stamp 1) at 6.4 ms, position 0"),
+        html.contains("peer 2 delivered 1:0 (stamp 1) at 6.4 ms, delivery #1"),
         "{html}"
     );
     // Round 0 is unordered: ringed in each lane, and named.
     assert_eq!(count(&html, "class=\"ring\""), 3);
-    assert!(html.contains("first unordered round (position 0)"));
+    assert!(html.contains("first unordered round (round 1)"));
     // Each of the four messages is joined across the three lanes.
     assert_eq!(count(&html, "<polyline points="), 4);
-    assert!(html.contains("All 4 delivery positions of every peer are drawn."));
+    assert!(html.contains("All 4 deliveries of every peer are drawn."));
     // The verdict, with the checker's own words and the original metric.
     assert!(html.contains("Found <strong>2</strong> unordered message rounds (of 4 rounds)"));
     assert!(
@@ -197,7 +197,7 @@ fn long_runs_are_windowed_and_say_so() {
     assert_eq!(count(&html, "class=\"lane\""), 4);
     assert_eq!(count(&html, "class=\"mark\""), 4 * (HEAD + AROUND));
     assert!(
-        html.contains("showing delivery positions 0–149 and 1,950–2,099 of 4,000 per peer"),
+        html.contains("showing deliveries 1–150 and 1,951–2,100 of 4,000 per peer"),
         "{}",
         &html[..2000]
     );
@@ -228,7 +228,8 @@ fn one_peer() {
     assert_eq!(count(&html, "class=\"lane\""), 1);
     assert_eq!(count(&html, "class=\"mark\""), 3);
     assert_eq!(count(&html, "class=\"ring\""), 0);
-    assert!(html.contains("badge pass"));
+    assert!(html.contains("headline pass"));
+    assert!(html.contains("All 3 rounds agree"));
 }
 
 #[test]
@@ -259,7 +260,7 @@ fn missing_times_fall_back_to_positions() {
     let html = render_report(&i);
     assert_eq!(count(&html, "class=\"mark\""), 12);
     assert!(html.contains("placed by delivery position"));
-    assert!(html.contains("(no stamp) at an unknown time, position 3"));
+    assert!(html.contains("(no stamp) at an unknown time, delivery #4"));
     assert!(html.contains("No latency histogram"));
 }
 
@@ -280,7 +281,7 @@ fn a_failed_run_draws_what_exists() {
     assert!(html.contains("The run failed:"));
     assert!(html.contains("no delivery log for member 2"));
     assert!(html.contains("No verdict"));
-    assert!(html.contains("badge fail"));
+    assert!(html.contains("headline fail"));
 }
 
 /// A fresh directory under the system's temp dir, removed on drop.

@@ -5,6 +5,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::order::OrderKind;
+use crate::trace::TraceLimits;
 use crate::wire::{self, MemberId};
 
 /// Largest group mpcomm accepts. Per-member state is small, but the
@@ -52,6 +53,10 @@ pub struct Config {
     /// A member we need and have not heard from for this long is declared
     /// unresponsive, and the run fails naming it.
     pub peer_timeout: Duration,
+    /// Record a trace (sends, arrivals, waits, deliveries) within these
+    /// limits; `None`, the default, records nothing and costs nothing. See
+    /// [`crate::trace`]. A local choice: members need not agree on it.
+    pub trace: Option<TraceLimits>,
 }
 
 impl Config {
@@ -72,6 +77,7 @@ impl Config {
             handshake_timeout: Duration::from_secs(10),
             keepalive: Duration::from_millis(500),
             peer_timeout: Duration::from_secs(10),
+            trace: None,
         }
     }
 

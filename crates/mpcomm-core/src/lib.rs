@@ -19,6 +19,7 @@
 //! | [`link`] | reliable FIFO streams over lossy UDP: acks, retransmission, windows |
 //! | [`order`] | ordering engines: `none`, `fifo`, `total` |
 //! | [`peer`] | one member of a run: handshake, multicast, delivery, completion |
+//! | [`trace`] | what a peer did and why a message waited, when tracing is on |
 //!
 //! ## Driving a peer
 //!
@@ -48,10 +49,12 @@ pub mod link;
 pub mod order;
 pub mod peer;
 pub mod time;
+pub mod trace;
 pub mod wire;
 
 pub use config::{Config, ConfigError};
 pub use order::{OrderKind, Ordering};
 pub use peer::{Delivery, Event, Peer, PeerError, SendError, Stats, Transmit};
 pub use time::Time;
+pub use trace::{TraceEvent, TraceKind, TraceLimits, WaitReason};
 pub use wire::MemberId;

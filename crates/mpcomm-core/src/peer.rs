@@ -55,8 +55,9 @@ use thiserror::Error;
 use crate::clock::LamportClock;
 use crate::config::{Config, ConfigError};
 use crate::link::{Arrival, RecvStream, RttEstimator, SendStream};
-use crate::order::{OrderKind, Ordering};
+use crate::order::{LinkGaps, OrderKind, Ordering};
 use crate::time::Time;
+use crate::trace::{MsgRef, TraceCut, TraceEvent, TraceKind, Tracer};
 use crate::wire::{
     Ack, Datagram, DatagramWriter, DecodeError, Frame, Header, Hello, MAX_EXT, MAX_PAYLOAD,
     MemberId, Record, RecordKind,
@@ -242,6 +243,20 @@ struct Member {
     recv: RecvStream,
 }
 
+/// The reliable links' gaps, as [`Ordering::wait_reason`] sees them.
+struct Links<'a>(&'a [Member]);
+
+impl LinkGaps for Links<'_> {
+    fn members(&self) -> usize {
+        self.0.len()
+    }
+
+    fn gap(&self, sender: MemberId) -> Option<(MsgRef, u64)> {
+        let recv = &self.0.get(usize::from(sender))?.recv;
+        recv.first_early().map(|r| (MsgRef::of(r), recv.released()))
+    }
+}
+
 /// One member of a run. See the [module documentation](self).
 pub struct Peer {
     cfg: Config,
@@ -264,6 +279,8 @@ pub struct Peer {
     liveness_at: Option<Time>,
     released: Vec<Record>,
     stats: Stats,
+    /// The trace recorder, when tracing is on ([`Config::trace`]).
+    trace: Option<Tracer>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -318,6 +335,7 @@ impl Peer {
             liveness_at: None,
             released: Vec::new(),
             stats: Stats::default(),
+            trace: cfg.trace.map(|limits| Tracer::new(cfg.me, limits)),
             cfg,
         };
         let me = usize::from(peer.cfg.me);
@@ -409,6 +427,20 @@ impl Peer {
         self.events.pop_front()
     }
 
+    /// The next trace event, if tracing is on ([`Config::trace`]) and one is
+    /// waiting. Drain it beside [`Peer::poll_event`]; see [`crate::trace`].
+    pub fn poll_trace(&mut self) -> Option<TraceEvent> {
+        self.trace.as_mut()?.pop()
+    }
+
+    /// Where the trace stopped recording every event, if it did, and how
+    /// many events its limits left out.
+    pub fn trace_cut(&self) -> (Option<TraceCut>, u64) {
+        self.trace
+            .as_ref()
+            .map_or((None, 0), |t| (t.cut(), t.dropped()))
+    }
+
     /// Multicasts `payload` to every member (ourselves included); returns its
     /// sequence number.
     pub fn multicast(&mut self, now: Time, payload: Bytes) -> Result<u64, SendError> {
@@ -468,6 +500,10 @@ impl Peer {
             ext,
             payload,
         };
+        if let Some(t) = self.trace.as_mut() {
+            let kind = TraceKind::Send(MsgRef::of(&rec));
+            t.record(now, self.clock.value(), self.engine.vector_clock(), kind);
+        }
         self.send.push(rec.clone());
         self.engine.on_arrival(&rec);
         self.engine.on_fifo(rec);
@@ -568,6 +604,10 @@ impl Peer {
         }
         self.clock.observe(rec.stamp);
         self.engine.on_arrival(&rec);
+        if let Some(t) = self.trace.as_mut() {
+            let kind = TraceKind::Arrive(MsgRef::of(&rec));
+            t.record(now, self.clock.value(), self.engine.vector_clock(), kind);
+        }
         m.recv.insert(rec, &mut self.released);
         let mut released = std::mem::take(&mut self.released);
         for r in released.drain(..) {
@@ -611,6 +651,10 @@ impl Peer {
         }
         let mut delivered_any = false;
         while let Some(rec) = self.engine.poll_deliver() {
+            if let Some(t) = self.trace.as_mut() {
+                let kind = TraceKind::Deliver(MsgRef::of(&rec));
+                t.record(now, self.clock.value(), self.engine.vector_clock(), kind);
+            }
             let m = &mut self.members[usize::from(rec.sender)];
             match rec.kind {
                 RecordKind::Data { seq } => {
@@ -634,6 +678,10 @@ impl Peer {
             && let Some(body) = self.engine.poll_control()
         {
             self.push_own(now, RecordKind::Control, body);
+        }
+        if let Some(t) = self.trace.as_mut() {
+            let why = self.engine.wait_reason(&Links(&self.members));
+            t.waiting(now, self.clock.value(), self.engine.vector_clock(), why);
         }
         let held = self.engine.pending() as u64;
         self.stats.max_held = self.stats.max_held.max(held);

@@ -25,6 +25,9 @@
 //! ```
 
 pub mod net;
+pub mod rundir;
+pub mod shiviz;
+pub mod trace;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -33,7 +36,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mpcomm_check::{Findings, LogEntry, PeerLog, RunSpec};
-use mpcomm_core::{Config, Event, MemberId, OrderKind, Peer, Stats, Time, wire::MAX_DATAGRAM};
+use mpcomm_core::{
+    Config, Event, MemberId, OrderKind, Peer, Stats, Time, TraceEvent, TraceLimits,
+    wire::MAX_DATAGRAM,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -71,6 +77,11 @@ pub struct SimConfig {
     pub window: usize,
     /// Give up (and report the run incomplete) after this much simulated time.
     pub time_limit: Duration,
+    /// Record every peer's trace within these limits (see
+    /// [`mpcomm_core::trace`]); `None`, the default, records nothing.
+    /// Tracing does not change the run.
+    #[serde(skip)]
+    pub trace: Option<TraceLimits>,
 }
 
 impl Default for SimConfig {
@@ -89,6 +100,7 @@ impl Default for SimConfig {
             ack_delay: Duration::ZERO,
             window: 4096,
             time_limit: Duration::from_secs(3600),
+            trace: None,
         }
     }
 }
@@ -153,6 +165,9 @@ pub struct SimOutcome {
     /// Each peer's delivery log.
     #[serde(skip)]
     pub logs: Vec<PeerLog>,
+    /// Each peer's trace, when [`SimConfig::trace`] asked for one.
+    #[serde(skip)]
+    pub traces: Vec<trace::PeerTrace>,
 }
 
 impl SimOutcome {
@@ -186,6 +201,7 @@ struct SimPeer {
     log: Vec<LogEntry>,
     failure: Option<String>,
     completed_at: Option<Time>,
+    trace: Vec<TraceEvent>,
 }
 
 /// FNV-1a: a tiny, stable hash for the event trace (stable across builds and
@@ -265,6 +281,7 @@ impl<'a> Sim<'a> {
                 log: Vec::new(),
                 failure: None,
                 completed_at: None,
+                trace: Vec::new(),
             })
             .collect();
         let mut sim = Sim {
@@ -337,6 +354,7 @@ impl<'a> Sim<'a> {
                     c.handshake_timeout = Duration::from_secs(60);
                     c.peer_timeout = Duration::from_secs(60);
                     c.keepalive = Duration::from_secs(1);
+                    c.trace = self.cfg.trace;
                     match Peer::new(c, self.now) {
                         Ok(peer) => self.peers[usize::from(p)].peer = Some(peer),
                         Err(e) => self.peers[usize::from(p)].failure = Some(e.to_string()),
@@ -459,6 +477,9 @@ impl<'a> Sim<'a> {
                     Event::Failed(e) => sp.failure = Some(e.to_string()),
                 }
             }
+            while let Some(ev) = peer.poll_trace() {
+                sp.trace.push(ev);
+            }
         }
         for (to, bytes) in outgoing {
             self.transmit(p, to, bytes);
@@ -513,6 +534,23 @@ impl<'a> Sim<'a> {
             })
             .collect();
         let findings = mpcomm_check::check(&spec, &logs);
+        let traces = if cfg.trace.is_some() {
+            self.peers
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let (cut, dropped) = p.peer.as_ref().map_or((None, 0), Peer::trace_cut);
+                    trace::PeerTrace {
+                        peer: i as MemberId,
+                        events: p.trace.clone(),
+                        cut,
+                        dropped,
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let failures: Vec<(MemberId, String)> = self
             .peers
             .iter()
@@ -558,6 +596,7 @@ impl<'a> Sim<'a> {
             dropped: peer_stats.iter().map(|s| s.dropped()).sum(),
             peer_stats,
             logs,
+            traces,
         }
     }
 }
