@@ -38,13 +38,13 @@
   var SLOTS = 7;
   var bars = []; // [lane, msg, tIn, tOut (or T_END if never), slot]
   for (var L2 = 0; L2 < NL; L2++) {
-    var list = [];
+    var held = [];
     for (var m = 0; m < NM; m++) {
-      if (inAt[L2][m] >= 0) list.push([L2, m, EV[inAt[L2][m]][0], outAt[L2][m] >= 0 ? EV[outAt[L2][m]][0] : T_END, 0]);
+      if (inAt[L2][m] >= 0) held.push([L2, m, EV[inAt[L2][m]][0], outAt[L2][m] >= 0 ? EV[outAt[L2][m]][0] : T_END, 0]);
     }
-    list.sort(function (a, b) { return a[2] - b[2]; });
+    held.sort(function (a, b) { return a[2] - b[2]; });
     var ends = [];
-    list.forEach(function (b) {
+    held.forEach(function (b) {
       var s = 0;
       while (s < ends.length && ends[s] > b[2]) s++;
       if (s >= SLOTS) s = SLOTS - 1;
@@ -345,6 +345,8 @@
     if (e.target === slider) return; // the slider steps by one event itself
     if (e.key === "ArrowRight") { stop(); seek(cur + 1); e.preventDefault(); }
     else if (e.key === "ArrowLeft") { stop(); seek(cur - 1); e.preventDefault(); }
+    else if (e.key === "Home") { stop(); seek(0); e.preventDefault(); }
+    else if (e.key === "End") { stop(); seek(EV.length - 1); e.preventDefault(); }
     else if (e.key === " ") { document.getElementById("ex-play").click(); e.preventDefault(); }
   });
   if (D.first && D.first.at.length) {

@@ -207,7 +207,7 @@ pub fn render(s: &mut String, input: &ReportInput, lanes: &[ExplorerLane], order
          <button type=\"button\" id=\"ex-first\" hidden>first unordered round</button>\
          </div>\
          <div id=\"ex-status\" aria-live=\"polite\"></div>\
-         <div id=\"ex-diagram\"></div>\
+         <div id=\"ex-diagram\" tabindex=\"0\" aria-label=\"space-time diagram; arrow keys step the cursor\"></div>\
          <div id=\"ex-round\" hidden></div>\
          <div id=\"ex-follow\" hidden></div>\
          <div id=\"ex-panels\"></div>\
