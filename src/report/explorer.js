@@ -8,7 +8,7 @@
   if (!root || !dataEl) return;
   var D = JSON.parse(dataEl.textContent);
   if (!D || !D.ev || D.ev.length === 0) return;
-  if (location.hash === "#compact") document.body.classList.add("compact");
+  if (/compact/.test(location.hash)) document.body.classList.add("compact");
 
   var SEND = 0, ARRIVE = 1, WAIT = 2, DELIVER = 3;
   var EV = D.ev, MS = D.msgs, PEERS = D.peers, N = PEERS.length, NM = MS.length;
@@ -376,5 +376,9 @@
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", fold);
   else fold();
+  // A link may name the event to start at: report.html#event=42 (1-based,
+  // as the status line counts).
+  var at = /event=(\d+)/.exec(location.hash);
+  if (at) { cur = Math.max(0, Math.min(EV.length - 1, parseInt(at[1], 10) - 1)); keepInView(); }
   update();
 })();

@@ -394,3 +394,86 @@ fn write_report_without_a_summary_is_an_error() {
     std::fs::write(dir.path().join("summary.json"), "{not json").expect("write");
     assert!(write_report(dir.path()).is_err());
 }
+
+/// A traced simulated run of the demo's size: the explorer is in the page,
+/// the page stays under 2 MB, and a `none` run's headline says what it
+/// shows instead of wearing a success badge.
+#[test]
+fn a_traced_demo_sized_run_has_an_explorer_under_2_mb() {
+    use mpcomm_sim::{SimConfig, rundir};
+    let tmp = temp_dir("traced");
+    for order in [OrderKind::None, OrderKind::Total] {
+        let cfg = SimConfig {
+            peers: 6,
+            messages: 100,
+            order,
+            seed: 7,
+            trace: Some(mpcomm_core::TraceLimits::default()),
+            ..SimConfig::default()
+        };
+        let out = mpcomm_sim::run(&cfg);
+        let dir = tmp.path().join(order.as_str());
+        rundir::write(&dir, &cfg, &out).unwrap();
+        let input = load(&dir).unwrap();
+        assert!(input.trace.as_ref().is_some_and(|t| !t.meta.windowed()));
+        let html = render_report(&input);
+        assert!(html.len() < 2_000_000, "{order}: {} bytes", html.len());
+        assert!(html.contains("id=\"explorer-data\""));
+        assert!(html.contains("The trace holds every event of the run"));
+        if order == OrderKind::None {
+            let f = input.findings.as_ref().unwrap();
+            assert!(
+                html.contains(&format!(
+                    "{} of 600 rounds differ — <code>none</code> promises no order",
+                    f.unordered_rounds
+                )),
+                "{}",
+                &html[..3000]
+            );
+            assert!(!html.contains("headline pass"));
+        } else {
+            assert!(html.contains("headline pass"));
+        }
+    }
+}
+
+/// Text from a trace cannot end the script block it is embedded in.
+#[test]
+fn trace_text_cannot_close_the_script() {
+    use mpcomm_sim::trace::{Trace, TraceMeta};
+    let mut i = small();
+    i.trace = Some(Trace {
+        meta: TraceMeta {
+            event: "meta".into(),
+            format: 1,
+            peers: 3,
+            order: Some("none".into()),
+            events: 1,
+            complete_until_us: None,
+            stamps_up_to: None,
+            left_out: 0,
+        },
+        lines: vec![mpcomm_core::trace::TraceLine {
+            peer: 0,
+            t_us: 5,
+            event: "wait".into(),
+            sender: 0,
+            seq: 0,
+            kind: None,
+            stamp: 1,
+            clock: 1,
+            vc: None,
+            waiting_for: Some(vec![1]),
+            cause: Some("gap".into()),
+            why: Some("</script><script>alert(1)</script>".into()),
+        }],
+    });
+    let html = render_report(&i);
+    assert!(html.contains("id=\"explorer-data\""));
+    assert!(!html.contains("<script>alert(1)"));
+    assert_eq!(
+        html.matches("</script>").count(),
+        2,
+        "the data block and the script"
+    );
+}
