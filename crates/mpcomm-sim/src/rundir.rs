@@ -1,7 +1,7 @@
 //! A simulated run written to disk, like a real run of the comparison
 //! server: so that a seed can be looked at, shared and replayed.
 //!
-//! [`write`] fills a directory with
+//! [`write()`] fills a directory with
 //!
 //! | file | what |
 //! |---|---|
