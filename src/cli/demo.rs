@@ -55,7 +55,14 @@ pub struct DemoArgs {
     /// the table.
     #[arg(long)]
     json: bool,
+    /// A teaching preset: 4 peers × 12 messages, few enough that every
+    /// report reads on a laptop screen without scrolling.
+    #[arg(long, conflicts_with_all = ["peers", "messages"])]
+    teach: bool,
 }
+
+/// The teaching preset's group size and messages per peer.
+const TEACH: (u16, u64) = (4, 12);
 
 /// Runs `mpcomm demo`.
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -68,9 +75,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         spec => Some(super::wan::parse(spec).map_err(anyhow::Error::msg)?),
     };
     let wan = net.as_ref().map(ToString::to_string);
+    let (peers, messages) = if args.teach {
+        TEACH
+    } else {
+        (args.peers, args.messages)
+    };
     let mut opts = DemoOptions {
-        peers: usize::from(args.peers),
-        messages: args.messages,
+        peers: usize::from(peers),
+        messages,
         regions: usize::from(args.regions),
         wan,
         orders: args.orders.clone(),

@@ -1,12 +1,21 @@
-//! `mpcomm sim`: one deterministic simulated run, checked.
+//! `mpcomm sim`: one deterministic simulated run, checked — and, with
+//! `--out DIR`, written to a run directory with its report (the explorer),
+//! trace and ShiViz log, so that a seed can be looked at and shared.
+//!
+//! With several orders (`--order none,total`) the same seed and workload
+//! run once per order; with `--out DIR` each run goes to `DIR/<order>/` and
+//! the reports link to each other, with `DIR/compare.html` showing them side
+//! by side.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mpcomm_check::workload::Workload;
-use mpcomm_core::OrderKind;
+use mpcomm_cli::report::{self, Related};
+use mpcomm_core::{OrderKind, TraceLimits};
 use mpcomm_sim::net::{Delay, parse_duration, parse_probability};
 use mpcomm_sim::{Fault, SimConfig, SimOutcome};
 
@@ -19,9 +28,10 @@ pub struct SimArgs {
     /// Messages each peer multicasts.
     #[arg(long, default_value_t = 20)]
     messages: u64,
-    /// Delivery order: none, fifo, causal, sequencer or total.
-    #[arg(long, default_value = "total")]
-    order: OrderKind,
+    /// Delivery order: none, fifo, causal, sequencer or total; several,
+    /// comma-separated, run the same seed and workload once per order.
+    #[arg(long, alias = "orders", default_value = "total", value_delimiter = ',')]
+    order: Vec<OrderKind>,
     /// What the messages say: seq (nothing), bank (a replicated account),
     /// chat (questions answered on delivery) or kv (a replicated store).
     #[arg(long, default_value = "seq")]
@@ -85,13 +95,22 @@ pub struct SimArgs {
     /// Crash this many members at random times drawn from the seed.
     #[arg(long, default_value_t = 0)]
     crashes: usize,
-    /// Print one JSON object instead of a table.
+    /// Print one JSON object instead of a table (one per order).
     #[arg(long)]
     json: bool,
+    /// Write the run to this directory: the peers' delivery logs,
+    /// summary.json, trace.jsonl, shiviz.log and report.html (with several
+    /// orders, one subdirectory per order and compare.html).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// With --out: how many trace events each peer records in full before
+    /// the trace is windowed (see docs/trace.md).
+    #[arg(long, default_value_t = TraceLimits::default().full_events, value_name = "N")]
+    trace_events: usize,
 }
 
 impl SimArgs {
-    fn config(&self) -> anyhow::Result<SimConfig> {
+    fn config(&self, order: OrderKind) -> anyhow::Result<SimConfig> {
         if !(0.0..=100.0).contains(&self.skew) {
             anyhow::bail!("--skew {} must be between 0 and 100", self.skew);
         }
@@ -101,7 +120,7 @@ impl SimArgs {
         let mut cfg = SimConfig {
             peers: usize::from(self.peers),
             messages: self.messages,
-            order: self.order,
+            order,
             workload: self.workload,
             seed: self.seed,
             regions: usize::from(self.regions),
@@ -134,21 +153,115 @@ impl SimArgs {
         cfg.net.skew = self.skew;
         cfg.net.intra = self.intra;
         cfg.net.inter = self.inter;
+        if self.out.is_some() {
+            cfg.trace = Some(TraceLimits {
+                full_events: self.trace_events,
+                max_events: self.trace_events.saturating_mul(2),
+            });
+        }
         Ok(cfg)
     }
 }
 
 /// Runs `mpcomm sim`.
 pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
-    let cfg = args.config()?;
-    for w in super::wan::warnings(&cfg.net) {
-        eprintln!("{w}");
+    if args.order.is_empty() {
+        anyhow::bail!("--order needs at least one order (none, fifo, causal, sequencer or total)");
     }
+    let mut orders = args.order.clone();
+    orders.dedup();
+    let configs = orders
+        .iter()
+        .map(|&o| args.config(o))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(cfg) = configs.first() {
+        for w in super::wan::warnings(&cfg.net) {
+            eprintln!("{w}");
+        }
+    }
+    let mut all_ok = true;
+    let mut dirs = Vec::new();
+    for cfg in &configs {
+        let out = simulate(cfg);
+        if args.json {
+            let json = serde_json::to_string(&out)?;
+            println!("{json}");
+        } else {
+            print_human(cfg, &out);
+        }
+        all_ok &= out.ok();
+        if let Some(base) = &args.out {
+            let dir = if configs.len() == 1 {
+                base.clone()
+            } else {
+                base.join(cfg.order.as_str())
+            };
+            mpcomm_sim::rundir::write(&dir, cfg, &out)?;
+            dirs.push((cfg.order, dir));
+        }
+    }
+    if !dirs.is_empty() {
+        write_reports(&dirs, args.out.as_deref(), args.json)?;
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Draws each run's report, linked to the runs of the other orders, and
+/// with several orders `compare.html` beside them.
+fn write_reports(
+    dirs: &[(OrderKind, PathBuf)],
+    base: Option<&Path>,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    for (order, dir) in dirs {
+        let mut input = report::load(dir)?;
+        input.related = dirs
+            .iter()
+            .filter(|(o, _)| o != order)
+            .map(|(o, _)| Related {
+                label: format!("the same seed and workload under {o}"),
+                href: format!("../{}/{}", o.as_str(), report::REPORT_FILE),
+            })
+            .collect();
+        if dirs.len() > 1 {
+            input.compare = Some(format!("../{}", report::COMPARE_FILE));
+        }
+        let path = report::save_report(dir, &report::render_report(&input))?;
+        if !quiet {
+            println!("  report            {}", path.display());
+        }
+    }
+    if let (Some(base), true) = (base, dirs.len() > 1) {
+        let runs: Vec<(String, String)> = dirs
+            .iter()
+            .map(|(o, _)| {
+                (
+                    o.to_string(),
+                    format!("{}/{}", o.as_str(), report::REPORT_FILE),
+                )
+            })
+            .collect();
+        let path = base.join(report::COMPARE_FILE);
+        std::fs::write(&path, report::render_compare(&runs))
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        if !quiet {
+            println!("side by side: {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// One simulated run, with a progress bar for long ones.
+fn simulate(cfg: &SimConfig) -> SimOutcome {
     // Drawn on stderr only when it is a terminal, and only once a run has
     // lasted long enough to call back (most runs end before that).
     let bar = ProgressBar::hidden();
     let mut shown = false;
-    let out = mpcomm_sim::run_with_progress(&cfg, &mut |p| {
+    let out = mpcomm_sim::run_with_progress(cfg, &mut |p| {
         if !shown {
             shown = true;
             bar.set_draw_target(ProgressDrawTarget::stderr());
@@ -164,17 +277,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         bar.set_message(format!("{:.1} s", p.sim_time.as_secs_f64()));
     });
     bar.finish_and_clear();
-    if args.json {
-        let json = serde_json::to_string(&out)?;
-        println!("{json}");
-    } else {
-        print_human(&cfg, &out);
-    }
-    Ok(if out.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    out
 }
 
 fn print_human(cfg: &SimConfig, out: &SimOutcome) {

@@ -300,7 +300,8 @@ pub fn render(lanes: &[Lane], first_unordered: Option<u64>, origin_us: Option<u6
                         x,
                         y,
                         format!(
-                            "first unordered round: at position {pos} peer {} delivered {}",
+                            "first unordered round: as its delivery #{} peer {} delivered {}",
+                            pos + 1,
                             lane.peer,
                             e.msg()
                         ),
@@ -364,7 +365,7 @@ pub fn render(lanes: &[Lane], first_unordered: Option<u64>, origin_us: Option<u6
         }
         // About 7 px per character of the bold label; it goes to the left
         // of the ring when there is no room on the right.
-        let label = format!("first unordered round (position {})", thousands(f as u64));
+        let label = format!("first unordered round (round {})", thousands(f as u64 + 1));
         let room = label.chars().count() as f64 * 7.0;
         let (lx, anchor) = if x_first + room > width - RIGHT / 2.0 {
             (x_first + 6.0, "end")
@@ -399,7 +400,7 @@ fn mark(s: &mut String, e: &LogEntry, pos: usize, x: f64, y: f64, origin: u64) {
     };
     let _ = write!(
         s,
-        " class=\"mark\" data-peer=\"{}\" data-sender=\"{}\" data-seq=\"{}\" fill=\"{}\"><title>peer {} delivered {}:{} ({stamp}) {when}, position {pos}</title></{}>",
+        " class=\"mark\" data-peer=\"{}\" data-sender=\"{}\" data-seq=\"{}\" fill=\"{}\"><title>peer {} delivered {}:{} ({stamp}) {when}, delivery #{}</title></{}>",
         e.peer,
         e.sender,
         e.seq,
@@ -407,6 +408,7 @@ fn mark(s: &mut String, e: &LogEntry, pos: usize, x: f64, y: f64, origin: u64) {
         e.peer,
         e.sender,
         e.seq,
+        pos + 1,
         svg::shape_tag(shape)
     );
 }
@@ -553,8 +555,8 @@ fn caption(
     let range = |w: &Range<usize>| {
         format!(
             "{}–{}",
-            thousands(w.start as u64),
-            thousands(w.end.saturating_sub(1) as u64)
+            thousands(w.start as u64 + 1),
+            thousands(w.end as u64)
         )
     };
     let mut c = if rounds == 0 {
@@ -569,13 +571,13 @@ fn caption(
             "the first positions"
         };
         format!(
-            "This run is too long to draw whole: showing delivery positions {} of {} per peer ({why}).",
+            "This run is too long to draw whole: showing deliveries {} of {} per peer ({why}; counted from 1).",
             parts.join(" and "),
             thousands(rounds as u64)
         )
     } else {
         format!(
-            "All {} delivery positions of every peer are drawn.",
+            "All {} deliveries of every peer are drawn.",
             thousands(rounds as u64)
         )
     };

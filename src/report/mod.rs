@@ -4,7 +4,15 @@
 //! the delivery logs (so the demo has one per run too); [`write_report`]
 //! rebuilds it from those files at any time. The page holds:
 //!
-//! * a **space-time diagram** (`diagram.rs`): one lane per peer, each
+//! * the **explorer** (`explorer.rs`, when the run directory holds a
+//!   `trace.jsonl`): the classic space-time diagram — each send on its
+//!   sender's lane, an arrow to its arrival on every other lane, the time a
+//!   message waits in the hold-back queue drawn as a bar up to its delivery —
+//!   with zoom and pan, and a time cursor to drag, step or play: at the
+//!   cursor, a panel per peer shows its Lamport clock, its hold-back queue
+//!   and, in words, what the head of the queue waits for. Click a message to
+//!   follow it on every lane.
+//! * a **static diagram of the deliveries** (`diagram.rs`): one lane per peer, each
 //!   delivery a mark at its delivery time, coloured by sender, and the
 //!   marks of one message joined across the lanes. Crossing lines are
 //!   disorder; the first unordered round is ringed. Hovering a mark shows
@@ -14,13 +22,16 @@
 //!   in words, the original MPComm metric ("Found X unordered message
 //!   rounds"), latency, and a table of the members and their counters.
 //!
-//! # Why self-contained, and why no JavaScript
+//! # Why self-contained, and why it works without JavaScript
 //!
 //! A report is something students open from a file, mail to each other and
 //! keep for years. So it needs nothing but itself: the SVG is written
-//! inline, the style sheet is inline, no fonts, images or scripts are
-//! fetched, and there is no JavaScript at all — the tooltips are SVG
-//! `<title>` elements, which every browser shows on hover by itself.
+//! inline, the style sheet and the explorer's script are inline, the trace
+//! is embedded as JSON, and no fonts, images or scripts are fetched. The
+//! static parts need no script at all — the tooltips are SVG `<title>`
+//! elements, which every browser shows on hover by itself — so a browser
+//! with scripts off still shows the diagram of the deliveries and the
+//! verdict; only the explorer needs the script.
 //!
 //! # Untrusted text
 //!
@@ -34,7 +45,9 @@
 //! the checker never ran. The report then draws what exists and says, in a
 //! list at the top, what is missing; rendering never panics.
 
+mod compare;
 mod diagram;
+mod explorer;
 mod histogram;
 mod page;
 pub mod svg;
@@ -48,10 +61,22 @@ use mpcomm_check::{Findings, PeerLog};
 use mpcomm_core::MemberId;
 use serde::Deserialize;
 
+pub use compare::{COMPARE_FILE, render_compare};
 pub use diagram::{AROUND, FULL_LIMIT, HEAD, windows};
+pub use mpcomm_sim::trace::Trace;
 
 /// The file name of the report in a run directory.
 pub const REPORT_FILE: &str = "report.html";
+
+/// Another run to link to from a report (e.g. the same seed under another
+/// order).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Related {
+    /// What it is, e.g. "the same seed and workload under total".
+    pub label: String,
+    /// A relative link to its report.
+    pub href: String,
+}
 
 /// Everything the report shows. [`write_report`] fills it from a run
 /// directory; tests and other tools can build one by hand.
@@ -78,6 +103,13 @@ pub struct ReportInput {
     pub logs: Vec<PeerLog>,
     /// What is missing or could not be read, one sentence each.
     pub missing: Vec<String>,
+    /// The merged trace (`trace.jsonl`), when the run was traced: the
+    /// explorer draws it.
+    pub trace: Option<Trace>,
+    /// Other runs to link to.
+    pub related: Vec<Related>,
+    /// A relative link to a page showing this run beside the related ones.
+    pub compare: Option<String>,
 }
 
 /// The parameters of a run, as `summary.json` stores them (every field
@@ -222,6 +254,26 @@ pub fn load(run_dir: &Path) -> anyhow::Result<ReportInput> {
             None => "no verdict: summary.json holds no findings".to_string(),
         });
     }
+    let trace_path = run_dir.join(mpcomm_sim::trace::TRACE_FILE);
+    let trace = if trace_path.is_file() {
+        match std::fs::File::open(&trace_path)
+            .map_err(|e| format!("cannot open {}: {e}", trace_path.display()))
+            .and_then(|f| {
+                mpcomm_sim::trace::read(
+                    std::io::BufReader::new(f),
+                    &trace_path.display().to_string(),
+                )
+                .map_err(|e| e.to_string())
+            }) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                missing.push(format!("{e}: the explorer is left out"));
+                None
+            }
+        }
+    } else {
+        None
+    };
     let title = run_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -237,6 +289,9 @@ pub fn load(run_dir: &Path) -> anyhow::Result<ReportInput> {
         findings,
         logs,
         missing,
+        trace,
+        related: Vec::new(),
+        compare: None,
     })
 }
 

@@ -8,6 +8,7 @@ use mpcomm_check::{Findings, Property};
 use mpcomm_core::{MemberId, OrderKind};
 
 use super::diagram::{self, Lane};
+use super::explorer::{self, ExplorerLane};
 use super::histogram;
 use super::svg::{self, esc, thousands};
 use super::{ReportInput, ReportMember};
@@ -71,8 +72,9 @@ pub fn render(input: &ReportInput) -> String {
         s,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{}</title><style>{CSS}</style></head><body>",
-        esc(&title)
+         <title>{}</title><style>{CSS}{}</style></head><body>",
+        esc(&title),
+        explorer::CSS
     );
     header(&mut s, input, &order, lanes.len());
     if let Some(e) = &input.error {
@@ -90,9 +92,23 @@ pub fn render(input: &ReportInput) -> String {
         s.push_str("</ul></div>\n");
     }
     key_figures(&mut s, f, &order);
+    related(&mut s, input, &order);
 
-    // The diagram.
-    s.push_str("<section id=\"diagram\"><h2>Space-time diagram</h2>");
+    let explorer_lanes: Vec<ExplorerLane> = lanes
+        .iter()
+        .map(|l| ExplorerLane {
+            id: l.peer,
+            name: l.name.clone(),
+            region: l.region.clone(),
+        })
+        .collect();
+    explorer::render(&mut s, input, &explorer_lanes, &order);
+
+    // The static diagram of the deliveries: the whole picture without
+    // script; folded away by the explorer's script when it runs.
+    s.push_str(
+        "<section id=\"diagram\"><details id=\"static-diagram\" open><summary><h2>Space-time diagram of the deliveries</h2></summary>",
+    );
     s.push_str(
         "<p class=\"how\">One lane per peer; time runs to the right. Each mark is one delivery, \
          coloured by the member that sent the message. A thin line joins the deliveries of the same \
@@ -104,7 +120,7 @@ pub fn render(input: &ReportInput) -> String {
     legend(&mut s, &lanes, input);
     let _ = writeln!(
         s,
-        "<p class=\"caption\">{}</p><div class=\"scroll\">{}</div></section>",
+        "<p class=\"caption\">{}</p><div class=\"scroll\">{}</div></details></section>",
         esc(&dia.caption),
         dia.svg
     );
@@ -119,7 +135,7 @@ pub fn render(input: &ReportInput) -> String {
     members(&mut s, &input.members);
     let _ = writeln!(
         s,
-        "<footer>Written by mpcomm {}. Rounds and positions count from 0: position <em>k</em> is line <em>k</em>+1 of a peer's log. \
+        "<footer>Written by mpcomm {}. Rounds and positions count from 1 in this page: round <em>k</em> is the <em>k</em>-th delivery of every peer, line <em>k</em> of its log (the checker's counter-examples count from 0). \
          Check the logs yourself: <code>mpcomm check</code> on this run directory (<code>{}</code>) gives the same verdict.</footer>\n</body></html>",
         env!("CARGO_PKG_VERSION"),
         esc(&input.title)
@@ -127,12 +143,61 @@ pub fn render(input: &ReportInput) -> String {
     s
 }
 
-fn header(s: &mut String, input: &ReportInput, order: &str, peers: usize) {
-    let (badge, class) = match input.passed {
-        Some(true) => ("PASS", "pass"),
-        Some(false) => ("FAIL", "fail"),
-        None => ("?", "unknown"),
+/// The headline: what the run shows, in words. A `none` run that keeps its
+/// (empty) promise is not a green success: its headline says how many rounds
+/// differ and that `none` promises no order.
+fn headline(input: &ReportInput, order: &str) -> (String, &'static str) {
+    let Some(f) = input.findings.as_ref() else {
+        return match input.passed {
+            Some(false) => ("FAIL — the run failed".into(), "fail"),
+            _ => ("No verdict".into(), "unknown"),
+        };
     };
+    let rounds = thousands(f.rounds);
+    let differ = thousands(f.unordered_rounds);
+    if input.passed == Some(false) || !f.passed {
+        let violated: Vec<String> = Property::ALL
+            .iter()
+            .filter(|p| !f.holds(**p) && order.parse().is_ok_and(|k| p.promised_by(k)))
+            .map(|p| p.to_string())
+            .collect();
+        let what = if violated.is_empty() {
+            "the run did not complete".to_string()
+        } else {
+            format!("{} violated", violated.join(", "))
+        };
+        return (
+            format!("FAIL — {what} ({differ} of {rounds} rounds differ)"),
+            "fail",
+        );
+    }
+    match (order, f.unordered_rounds) {
+        ("none", n) if n > 0 => (
+            format!("{differ} of {rounds} rounds differ — <code>none</code> promises no order"),
+            "info",
+        ),
+        ("fifo", n) if n > 0 => (
+            format!(
+                "{differ} of {rounds} rounds differ — <code>fifo</code> promises only each sender's order, and kept it"
+            ),
+            "info",
+        ),
+        (_, 0) => (
+            format!("All {rounds} rounds agree — every peer delivered the same sequence"),
+            "pass",
+        ),
+        (o, _) => (
+            format!(
+                "{differ} of {rounds} rounds differ — <code>{}</code> kept its promises",
+                esc(o)
+            ),
+            "info",
+        ),
+    }
+}
+
+fn header(s: &mut String, input: &ReportInput, order: &str, peers: usize) {
+    let (line, class) = headline(input, order);
     let p = &input.params;
     let mut facts = vec![format!("order <strong>{}</strong>", esc(order))];
     facts.push(format!("{peers} peer(s)"));
@@ -155,11 +220,39 @@ fn header(s: &mut String, input: &ReportInput, order: &str, peers: usize) {
     let run = input.run.map(|r| format!(" · run {r}")).unwrap_or_default();
     let _ = writeln!(
         s,
-        "<header><div class=\"badge {class}\">{badge}</div><div><h1>mpcomm run report</h1>\
+        "<header><div><p class=\"headline {class}\">{line}</p><h1>mpcomm run report</h1>\
          <p class=\"sub\">{}{run}</p><p class=\"facts\">{}</p></div></header>",
         esc(&input.title),
         facts.join(" · ")
     );
+}
+
+/// Links to the same run under other orders, and to the side-by-side page.
+fn related(s: &mut String, input: &ReportInput, order: &str) {
+    if input.related.is_empty() && input.compare.is_none() {
+        return;
+    }
+    let _ = write!(
+        s,
+        "<nav class=\"related\">This run: <code>{}</code>.",
+        esc(order)
+    );
+    for r in &input.related {
+        let _ = write!(
+            s,
+            " <a class=\"related-run\" href=\"{}\">{}</a>.",
+            esc(&r.href),
+            esc(&r.label)
+        );
+    }
+    if let Some(c) = &input.compare {
+        let _ = write!(
+            s,
+            " <a class=\"compare\" href=\"{}\">Side by side</a>.",
+            esc(c)
+        );
+    }
+    s.push_str("</nav>\n");
 }
 
 /// The row of big numbers under the header.
@@ -173,7 +266,7 @@ fn key_figures(s: &mut String, f: Option<&Findings>, order: &str) {
         thousands(f.unordered_rounds),
         thousands(f.rounds),
         match f.first_unordered_round {
-            Some(r) => format!("the first at position {}", thousands(r)),
+            Some(r) => format!("the first is round {} (counted from 1)", thousands(r + 1)),
             None => "every peer delivered the same sequence".into(),
         }
     );
@@ -277,8 +370,9 @@ fn verdict(s: &mut String, f: Option<&Findings>, order: &str) {
         thousands(f.rounds),
         match f.first_unordered_round {
             Some(r) => format!(
-                " The first unordered round is at position {}, ringed in red in the diagram.",
-                thousands(r)
+                " The first unordered round is round {} (the {}-th delivery of every peer, counted from 1), ringed in red in the diagram.",
+                thousands(r + 1),
+                thousands(r + 1)
             ),
             None => String::new(),
         }
@@ -419,8 +513,11 @@ code{font:12.5px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background
 header{display:flex;gap:16px;align-items:center}
 .sub{margin:2px 0 0;color:var(--muted);font-size:13px}
 .facts{margin:2px 0 0}
-.badge{font-weight:700;font-size:20px;padding:10px 16px;border-radius:8px;color:#fff;letter-spacing:.05em}
-.badge.pass{background:var(--ok)}.badge.fail{background:var(--bad)}.badge.unknown{background:#777}
+.headline{font-size:19px;font-weight:700;margin:0 0 4px;padding:6px 12px;border-radius:6px;border-left:6px solid #777;background:#f2f4f7}
+.headline.pass{border-left-color:var(--ok);background:#eaf6ee}.headline.fail{border-left-color:var(--bad);background:#fdecea;color:var(--bad)}
+.headline.info{border-left-color:#0072B2;background:#eef5fb}
+.related{margin:10px 0;padding:6px 10px;background:#f7f8fa;border-radius:6px}
+#static-diagram summary{cursor:pointer}#static-diagram summary h2{display:inline-block;border:0}
 .error{margin:12px 0;padding:10px 14px;border-left:4px solid var(--bad);background:#fdecea}
 .missing-list{margin:12px 0;padding:8px 14px;border-left:4px solid var(--warn);background:#fff6e5}
 .missing-list ul{margin:4px 0 0;padding-left:20px}

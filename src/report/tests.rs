@@ -103,15 +103,15 @@ fn one_lane_per_peer_and_one_mark_per_delivery() {
     assert!(html.contains("data-peer=\"2\" data-sender=\"1\" data-seq=\"0\""));
     // The tooltip, in the promised words.
     assert!(
-        html.contains("peer 2 delivered 1:0 (stamp 1) at 6.4 ms, position 0"),
+        html.contains("peer 2 delivered 1:0 (stamp 1) at 6.4 ms, delivery #1"),
         "{html}"
     );
     // Round 0 is unordered: ringed in each lane, and named.
     assert_eq!(count(&html, "class=\"ring\""), 3);
-    assert!(html.contains("first unordered round (position 0)"));
+    assert!(html.contains("first unordered round (round 1)"));
     // Each of the four messages is joined across the three lanes.
     assert_eq!(count(&html, "<polyline points="), 4);
-    assert!(html.contains("All 4 delivery positions of every peer are drawn."));
+    assert!(html.contains("All 4 deliveries of every peer are drawn."));
     // The verdict, with the checker's own words and the original metric.
     assert!(html.contains("Found <strong>2</strong> unordered message rounds (of 4 rounds)"));
     assert!(
@@ -201,7 +201,7 @@ fn long_runs_are_windowed_and_say_so() {
     assert_eq!(count(&html, "class=\"lane\""), 4);
     assert_eq!(count(&html, "class=\"mark\""), 4 * (HEAD + AROUND));
     assert!(
-        html.contains("showing delivery positions 0–149 and 1,950–2,099 of 4,000 per peer"),
+        html.contains("showing deliveries 1–150 and 1,951–2,100 of 4,000 per peer"),
         "{}",
         &html[..2000]
     );
@@ -232,7 +232,8 @@ fn one_peer() {
     assert_eq!(count(&html, "class=\"lane\""), 1);
     assert_eq!(count(&html, "class=\"mark\""), 3);
     assert_eq!(count(&html, "class=\"ring\""), 0);
-    assert!(html.contains("badge pass"));
+    assert!(html.contains("headline pass"));
+    assert!(html.contains("All 3 rounds agree"));
 }
 
 #[test]
@@ -263,7 +264,7 @@ fn missing_times_fall_back_to_positions() {
     let html = render_report(&i);
     assert_eq!(count(&html, "class=\"mark\""), 12);
     assert!(html.contains("placed by delivery position"));
-    assert!(html.contains("(no stamp) at an unknown time, position 3"));
+    assert!(html.contains("(no stamp) at an unknown time, delivery #4"));
     assert!(html.contains("No latency histogram"));
 }
 
@@ -284,7 +285,7 @@ fn a_failed_run_draws_what_exists() {
     assert!(html.contains("The run failed:"));
     assert!(html.contains("no delivery log for member 2"));
     assert!(html.contains("No verdict"));
-    assert!(html.contains("badge fail"));
+    assert!(html.contains("headline fail"));
 }
 
 /// A fresh directory under the system's temp dir, removed on drop.
@@ -398,4 +399,87 @@ fn write_report_without_a_summary_is_an_error() {
     assert!(format!("{e:#}").contains("summary.json"), "{e:#}");
     std::fs::write(dir.path().join("summary.json"), "{not json").expect("write");
     assert!(write_report(dir.path()).is_err());
+}
+
+/// A traced simulated run of the demo's size: the explorer is in the page,
+/// the page stays under 2 MB, and a `none` run's headline says what it
+/// shows instead of wearing a success badge.
+#[test]
+fn a_traced_demo_sized_run_has_an_explorer_under_2_mb() {
+    use mpcomm_sim::{SimConfig, rundir};
+    let tmp = temp_dir("traced");
+    for order in [OrderKind::None, OrderKind::Total] {
+        let cfg = SimConfig {
+            peers: 6,
+            messages: 100,
+            order,
+            seed: 7,
+            trace: Some(mpcomm_core::TraceLimits::default()),
+            ..SimConfig::default()
+        };
+        let out = mpcomm_sim::run(&cfg);
+        let dir = tmp.path().join(order.as_str());
+        rundir::write(&dir, &cfg, &out).unwrap();
+        let input = load(&dir).unwrap();
+        assert!(input.trace.as_ref().is_some_and(|t| !t.meta.windowed()));
+        let html = render_report(&input);
+        assert!(html.len() < 2_000_000, "{order}: {} bytes", html.len());
+        assert!(html.contains("id=\"explorer-data\""));
+        assert!(html.contains("The trace holds every event of the run"));
+        if order == OrderKind::None {
+            let f = input.findings.as_ref().unwrap();
+            assert!(
+                html.contains(&format!(
+                    "{} of 600 rounds differ — <code>none</code> promises no order",
+                    f.unordered_rounds
+                )),
+                "{}",
+                &html[..3000]
+            );
+            assert!(!html.contains("headline pass"));
+        } else {
+            assert!(html.contains("headline pass"));
+        }
+    }
+}
+
+/// Text from a trace cannot end the script block it is embedded in.
+#[test]
+fn trace_text_cannot_close_the_script() {
+    use mpcomm_sim::trace::{Trace, TraceMeta};
+    let mut i = small();
+    i.trace = Some(Trace {
+        meta: TraceMeta {
+            event: "meta".into(),
+            format: 1,
+            peers: 3,
+            order: Some("none".into()),
+            events: 1,
+            complete_until_us: None,
+            stamps_up_to: None,
+            left_out: 0,
+        },
+        lines: vec![mpcomm_core::trace::TraceLine {
+            peer: 0,
+            t_us: 5,
+            event: "wait".into(),
+            sender: 0,
+            seq: 0,
+            kind: None,
+            stamp: 1,
+            clock: 1,
+            vc: None,
+            waiting_for: Some(vec![1]),
+            cause: Some("gap".into()),
+            why: Some("</script><script>alert(1)</script>".into()),
+        }],
+    });
+    let html = render_report(&i);
+    assert!(html.contains("id=\"explorer-data\""));
+    assert!(!html.contains("<script>alert(1)"));
+    assert_eq!(
+        html.matches("</script>").count(),
+        2,
+        "the data block and the script"
+    );
 }

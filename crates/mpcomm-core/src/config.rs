@@ -5,6 +5,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::order::OrderKind;
+use crate::trace::TraceLimits;
 use crate::wire::{self, MemberId};
 
 /// Largest group mpcomm accepts. Per-member state is small, but the
@@ -74,6 +75,10 @@ pub struct Config {
     /// member of its view at least this often, so that silence means
     /// trouble. At most a quarter of `suspect_after` is sensible.
     pub heartbeat: Duration,
+    /// Record a trace (sends, arrivals, waits, deliveries) within these
+    /// limits; `None`, the default, records nothing and costs nothing. See
+    /// [`crate::trace`]. A local choice: members need not agree on it.
+    pub trace: Option<TraceLimits>,
 }
 
 impl Config {
@@ -97,6 +102,7 @@ impl Config {
             peer_timeout: Duration::from_secs(10),
             suspect_after: Duration::from_secs(1),
             heartbeat: Duration::from_millis(250),
+            trace: None,
         }
     }
 

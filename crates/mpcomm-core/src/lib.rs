@@ -21,6 +21,7 @@
 //! | [`order`] | ordering engines: `none`, `fifo`, `causal`, `sequencer`, `total` |
 //! | [`membership`] | views, the failure detector's verdicts, the flush that changes views |
 //! | [`peer`] | one member of a group: handshake, multicast, delivery, view changes, completion |
+//! | [`trace`] | what a peer did and why a message waited, when tracing is on |
 //!
 //! ## Driving a peer
 //!
@@ -52,6 +53,7 @@ pub mod membership;
 pub mod order;
 pub mod peer;
 pub mod time;
+pub mod trace;
 pub mod vclock;
 pub mod wire;
 
@@ -59,4 +61,5 @@ pub use config::{Config, ConfigError};
 pub use order::{OrderKind, Ordering};
 pub use peer::{Delivery, Event, Peer, PeerError, SendError, Stats, Transmit};
 pub use time::Time;
+pub use trace::{TraceEvent, TraceKind, TraceLimits, WaitReason};
 pub use wire::MemberId;

@@ -664,6 +664,12 @@ impl RecvStream {
         self.early.len()
     }
 
+    /// The first record waiting behind a gap (the gap is at
+    /// [`RecvStream::released`]).
+    pub fn first_early(&self) -> Option<&Record> {
+        self.early.first_key_value().map(|(_, r)| r)
+    }
+
     /// Classifies a record by its sequence number, without storing it.
     pub fn classify(&self, link_seq: u64) -> Arrival {
         if link_seq < self.next || self.early.contains_key(&link_seq) {

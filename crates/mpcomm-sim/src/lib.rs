@@ -31,6 +31,9 @@
 
 pub mod faults;
 pub mod net;
+pub mod rundir;
+pub mod shiviz;
+pub mod trace;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -42,7 +45,10 @@ use mpcomm_check::workload::{Script, Turn, Workload, payload};
 use mpcomm_check::{
     Findings, LogEntry, Msg, PeerLog, RunSpec, ViewLog, ViewMark, VirtualSynchrony,
 };
-use mpcomm_core::{Config, Event, MemberId, OrderKind, Peer, Stats, Time, wire::MAX_DATAGRAM};
+use mpcomm_core::{
+    Config, Event, MemberId, OrderKind, Peer, Stats, Time, TraceEvent, TraceLimits,
+    wire::MAX_DATAGRAM,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -94,6 +100,11 @@ pub struct SimConfig {
     /// Crash this many members (crash-stop) at random times drawn from the
     /// seed, besides `faults`.
     pub crashes: usize,
+    /// Record every peer's trace within these limits (see
+    /// [`mpcomm_core::trace`]); `None`, the default, records nothing.
+    /// Tracing does not change the run.
+    #[serde(skip)]
+    pub trace: Option<TraceLimits>,
 }
 
 impl Default for SimConfig {
@@ -116,6 +127,7 @@ impl Default for SimConfig {
             suspect_after: Duration::from_secs(60),
             faults: Vec::new(),
             crashes: 0,
+            trace: None,
         }
     }
 }
@@ -238,6 +250,9 @@ pub struct SimOutcome {
     /// Every process's log and views, crashed and restarted ones included.
     #[serde(skip)]
     pub process_logs: Vec<(PeerLog, ViewLog)>,
+    /// Each peer's trace, when [`SimConfig::trace`] asked for one.
+    #[serde(skip)]
+    pub traces: Vec<trace::PeerTrace>,
 }
 
 /// A view some member installed.
@@ -307,6 +322,7 @@ struct SimProc {
     inbox: Vec<Bytes>,
     /// A fault struck it, so being excluded is no surprise.
     faulted: bool,
+    trace: Vec<TraceEvent>,
 }
 
 impl SimProc {
@@ -327,6 +343,7 @@ impl SimProc {
             paused_until: None,
             inbox: Vec::new(),
             faulted: false,
+            trace: Vec::new(),
         }
     }
 
@@ -598,6 +615,7 @@ impl<'a> Sim<'a> {
         c.keepalive = Duration::from_secs(1);
         c.suspect_after = self.cfg.suspect_after;
         c.heartbeat = (self.cfg.suspect_after / 5).max(Duration::from_millis(1));
+        c.trace = self.cfg.trace;
         match Peer::new(c, self.now) {
             Ok(peer) => sp.peer = Some(peer),
             Err(e) => sp.failure = Some(e.to_string()),
@@ -821,6 +839,9 @@ impl<'a> Sim<'a> {
                     Event::Failed(e) => sp.failure = Some(e.to_string()),
                 }
             }
+            while let Some(ev) = peer.poll_trace() {
+                sp.trace.push(ev);
+            }
         }
         {
             // A question for us was delivered: answer it now, not at the
@@ -996,6 +1017,24 @@ impl<'a> Sim<'a> {
             })
             .collect();
         let completed = !survivors.is_empty() && stuck.is_empty();
+        // One trace per member: its first process (a restarted member's
+        // later processes are not drawn).
+        let traces = if cfg.trace.is_some() {
+            (0..cfg.peers)
+                .filter_map(|m| {
+                    let p = self.procs.iter().find(|p| usize::from(p.member) == m)?;
+                    let (cut, dropped) = p.peer.as_ref().map_or((None, 0), Peer::trace_cut);
+                    Some(trace::PeerTrace {
+                        peer: m as MemberId,
+                        events: p.trace.clone(),
+                        cut,
+                        dropped,
+                    })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let end = self
             .procs
             .iter()
@@ -1049,6 +1088,7 @@ impl<'a> Sim<'a> {
             peer_stats,
             logs,
             process_logs,
+            traces,
         }
     }
 }

@@ -397,3 +397,59 @@ fn replay_command_names_the_settings() {
         assert!(cmd.contains(&needle), "{cmd} lacks {needle}");
     }
 }
+
+/// `shiviz.log` obeys ShiViz's rules on a real traced run: every host's own
+/// entry counts its events 1, 2, 3, …; no entry names an event that is not
+/// in the log; and every arrival's clock is at least its send's.
+#[test]
+fn shiviz_clocks_follow_the_rules_shiviz_checks() {
+    let cfg = SimConfig {
+        peers: 4,
+        messages: 10,
+        order: OrderKind::Total,
+        seed: 5,
+        trace: Some(mpcomm_core::TraceLimits::default()),
+        ..SimConfig::default()
+    };
+    let out = run(&cfg);
+    let t = mpcomm_sim::rundir::merged_trace(&cfg, &out).expect("traced");
+    let log = mpcomm_sim::shiviz::render(&t.lines, 4, &mpcomm_sim::rundir::names(&cfg));
+    let mut lines = log.lines();
+    assert_eq!(lines.next(), Some(mpcomm_sim::shiviz::REGEX));
+    assert_eq!(lines.next(), Some(""));
+    let mut count = [0u64; 4];
+    let mut events: Vec<(usize, Vec<u64>, String)> = Vec::new();
+    for line in lines {
+        let (host, rest) = line.split_once(' ').expect("host");
+        let end = rest.find('}').expect("clock") + 1;
+        let clock: std::collections::BTreeMap<String, u64> =
+            serde_json::from_str(&rest[..end]).expect("the clock is JSON");
+        let h: usize = host.trim_start_matches("peer-").parse().expect("host name");
+        count[h] += 1;
+        assert_eq!(clock.get(host), Some(&count[h]), "{line}");
+        let vc: Vec<u64> = (0..4)
+            .map(|k| clock.get(&format!("peer-{k}")).copied().unwrap_or(0))
+            .collect();
+        events.push((h, vc, rest[end + 1..].to_string()));
+    }
+    assert_eq!(events.len(), t.lines.len());
+    for (h, vc, _) in &events {
+        for (k, v) in vc.iter().enumerate() {
+            assert!(*v <= count[k], "host {h} names event {v} of host {k}");
+        }
+    }
+    // Each arrival happens after its send.
+    for (i, l) in t.lines.iter().enumerate() {
+        if l.event != "arrive" {
+            continue;
+        }
+        let s = t
+            .lines
+            .iter()
+            .position(|s| {
+                s.event == "send" && (s.sender, s.seq, &s.kind) == (l.sender, l.seq, &l.kind)
+            })
+            .expect("its send");
+        assert!(events[s].1.iter().zip(&events[i].1).all(|(a, b)| a <= b));
+    }
+}

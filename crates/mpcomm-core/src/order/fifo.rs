@@ -4,11 +4,16 @@
 //! order, so this engine simply delivers what the link releases. Messages of
 //! *different* senders may still interleave differently at different peers:
 //! FIFO order is weaker than total order.
+//!
+//! So a message never waits *here*: it waits at the link, behind a gap in
+//! its sender's stream, until the missing record arrives. That is what
+//! [`Ordering::wait_reason`] reports, from the view of the links it is given.
 
 use std::collections::VecDeque;
 
-use super::{OrderKind, Ordering};
-use crate::wire::Record;
+use super::{LinkGaps, OrderKind, Ordering};
+use crate::trace::{WaitCause, WaitReason};
+use crate::wire::{MemberId, Record};
 
 /// Per-sender FIFO engine.
 #[derive(Debug, Default)]
@@ -38,5 +43,18 @@ impl Ordering for FifoOrder {
 
     fn pending(&self) -> usize {
         self.ready.len()
+    }
+
+    /// The first sender (by id) whose stream has a gap: its first record
+    /// behind the gap waits for the missing one.
+    fn wait_reason(&self, links: &dyn LinkGaps) -> Option<WaitReason> {
+        (0..links.members()).find_map(|k| {
+            let sender = k as MemberId;
+            links.gap(sender).map(|(head, missing)| WaitReason {
+                head,
+                waiting_for: vec![sender],
+                cause: WaitCause::Gap { sender, missing },
+            })
+        })
     }
 }

@@ -29,12 +29,25 @@
 //!   engine through [`Ordering::on_fifo`];
 //! * engines that, like `total`, need to hear from every member after each
 //!   message say so with [`Ordering::acks_to_all`].
+//!
+//! # Explaining a wait
+//!
+//! When tracing is on (see [`crate::trace`]), the peer asks its engine after
+//! every input what the head of its hold-back queue waits for
+//! ([`Ordering::wait_reason`]), and records each change. `total` names the
+//! members whose acknowledgement or later stamp is missing, `fifo` the record
+//! missing at the link, `none` never waits. A causal engine names the causal
+//! predecessor not yet delivered ([`WaitCause::Predecessor`]), a sequencer
+//! the decision not yet received ([`WaitCause::Decision`]).
 
 use std::fmt;
 use std::str::FromStr;
 
 use bytes::Bytes;
 
+#[cfg(doc)]
+use crate::trace::WaitCause;
+use crate::trace::{MsgRef, WaitReason};
 use crate::wire::{MemberId, Record};
 
 pub mod causal;
@@ -218,4 +231,44 @@ pub trait Ordering: Send {
     /// is not in the set) are dropped, the same way at every member. By
     /// default the engine's normal rule already delivers everything.
     fn close_view(&mut self) {}
+    /// What the head of the hold-back queue waits for, if it cannot be
+    /// delivered now; `None` when nothing waits (the default: an engine that
+    /// never holds anything back). Called only when tracing is on, so it may
+    /// allocate. `links` shows what the reliable links hold back, for
+    /// engines (like `fifo`) whose waiting happens there.
+    fn wait_reason(&self, _links: &dyn LinkGaps) -> Option<WaitReason> {
+        None
+    }
+
+    /// This member's vector clock, for engines that keep one (a causal
+    /// order); traced beside the Lamport clock. Called only when tracing.
+    fn vector_clock(&self) -> Option<Vec<u64>> {
+        None
+    }
+}
+
+/// What the reliable links hold back: records that arrived ahead of a gap
+/// in their sender's stream. The peer hands this view to
+/// [`Ordering::wait_reason`].
+pub trait LinkGaps {
+    /// Group size.
+    fn members(&self) -> usize;
+
+    /// If `sender`'s stream has a gap: the first record waiting behind it,
+    /// and the link sequence number of the first record that is missing.
+    fn gap(&self, sender: MemberId) -> Option<(MsgRef, u64)>;
+}
+
+/// Links with no gaps, for engines tested on their own.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoGaps;
+
+impl LinkGaps for NoGaps {
+    fn members(&self) -> usize {
+        0
+    }
+
+    fn gap(&self, _sender: MemberId) -> Option<(MsgRef, u64)> {
+        None
+    }
 }

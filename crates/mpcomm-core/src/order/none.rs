@@ -5,6 +5,9 @@
 //! different delays deliver them in different orders. Links are still
 //! reliable (nothing is lost and nothing is delivered twice), so the only
 //! difference from the other orders is the order itself.
+//!
+//! Nothing ever waits here, so the engine keeps the default
+//! [`Ordering::wait_reason`], which says so.
 
 use std::collections::VecDeque;
 

@@ -49,7 +49,8 @@
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
 
-use super::{OrderKind, Ordering};
+use super::{LinkGaps, OrderKind, Ordering};
+use crate::trace::{MsgRef, WaitCause, WaitReason};
 use crate::wire::{MemberId, Record, RecordKind};
 
 /// A record in the hold-back queue, ordered so that `BinaryHeap` (a max-heap)
@@ -203,6 +204,26 @@ impl Ordering for TotalOrder {
     fn close_view(&mut self) {
         self.closing = true;
     }
+
+    /// The head waits for exactly the members whose bound is below its
+    /// stamp: those that have neither acknowledged it nor sent anything
+    /// stamped later (in their FIFO order), any of which could still send a
+    /// record that sorts first.
+    fn wait_reason(&self, _links: &dyn LinkGaps) -> Option<WaitReason> {
+        let head = &self.queue.peek()?.0;
+        let waiting_for: Vec<MemberId> = (0..self.bound.len())
+            .map(|k| k as MemberId)
+            .filter(|&k| self.blocked_on(k))
+            .collect();
+        if waiting_for.is_empty() {
+            return None;
+        }
+        Some(WaitReason {
+            head: MsgRef::of(head),
+            waiting_for,
+            cause: WaitCause::Acknowledgements,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -252,6 +273,21 @@ mod tests {
             .map(|r| r.sender)
             .collect();
         assert_eq!(order, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn the_wait_names_the_members_below_the_head() {
+        use crate::order::NoGaps;
+        let mut t = TotalOrder::new(0, 4);
+        assert_eq!(t.wait_reason(&NoGaps), None);
+        t.on_fifo(data(1, 0, 5));
+        t.on_bound(3, 7);
+        let w = t.wait_reason(&NoGaps).unwrap();
+        assert_eq!((w.head.sender, w.head.stamp), (1, 5));
+        assert_eq!(w.waiting_for, vec![2], "1 sent it, 3 is past 5, 0 is us");
+        t.on_bound(2, 5);
+        assert_eq!(t.wait_reason(&NoGaps), None);
+        assert!(t.poll_deliver().is_some());
     }
 
     #[test]

@@ -250,7 +250,7 @@ impl Peer {
     }
 
     /// A record of another member's stream, relayed during a view change.
-    pub(super) fn on_relay(&mut self, _now: Time, h: &Header, rec: Record) {
+    pub(super) fn on_relay(&mut self, now: Time, h: &Header, rec: Record) {
         let Some(c) = &self.change else {
             self.stats.dropped_other_view += 1;
             return;
@@ -273,7 +273,7 @@ impl Peer {
             self.stats.dropped_other_view += 1;
             return;
         }
-        self.accept_record(rec);
+        self.accept_record(now, rec);
     }
 
     /// A VIEW frame from a member we listen to (or from a process asking to
@@ -664,7 +664,7 @@ impl Peer {
                 recv.drop_early_from(end.max(recv.released()));
             }
             self.engine.close_view();
-            self.deliver_ready();
+            self.deliver_ready(now);
         }
         self.install(now);
     }

@@ -78,6 +78,7 @@ use crate::link::{RttEstimator, SendStream};
 use crate::membership::{MemberRef, View};
 use crate::order::{OrderKind, Ordering};
 use crate::time::Time;
+use crate::trace::{TraceCut, TraceEvent, Tracer};
 use crate::wire::{
     Ack, Datagram, DatagramWriter, Frame, Header, Hello, MAX_PAYLOAD, MemberId, Record, RecordKind,
 };
@@ -137,6 +138,8 @@ pub struct Peer {
     farewell_sent: bool,
     released: Vec<Record>,
     stats: Stats,
+    /// The trace recorder, when tracing is on ([`Config::trace`]).
+    trace: Option<Tracer>,
     // --- membership (see `change`) ---
     /// Members of the current view we suspect (sticky until the view
     /// changes).
@@ -211,6 +214,7 @@ impl Peer {
             farewell_sent: false,
             released: Vec::new(),
             stats: Stats::default(),
+            trace: cfg.trace.map(|limits| Tracer::new(cfg.me, limits)),
             suspects: BTreeSet::new(),
             hearsay: BTreeSet::new(),
             joiners: BTreeMap::new(),
@@ -305,6 +309,20 @@ impl Peer {
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// The next trace event, if tracing is on ([`Config::trace`]) and one is
+    /// waiting. Drain it beside [`Peer::poll_event`]; see [`crate::trace`].
+    pub fn poll_trace(&mut self) -> Option<TraceEvent> {
+        self.trace.as_mut()?.pop()
+    }
+
+    /// Where the trace stopped recording every event, if it did, and how
+    /// many events its limits left out.
+    pub fn trace_cut(&self) -> (Option<TraceCut>, u64) {
+        self.trace
+            .as_ref()
+            .map_or((None, 0), |t| (t.cut(), t.dropped()))
     }
 
     /// Multicasts `payload` to every member (ourselves included); returns its

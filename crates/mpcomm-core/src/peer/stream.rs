@@ -15,9 +15,34 @@ use super::{Event, Peer, Phase};
 use crate::link::{AckInfo, Arrival};
 use crate::membership::MemberRef;
 use crate::time::Time;
+use crate::trace::{MsgRef, TraceKind};
 use crate::wire::{Ack, Hello, MAX_EXT, MemberId, Record, RecordKind};
 
+/// The reliable links' gaps, as [`crate::Ordering::wait_reason`] sees them.
+pub(super) struct Links<'a>(pub(super) &'a [super::member::Member]);
+
+impl crate::order::LinkGaps for Links<'_> {
+    fn members(&self) -> usize {
+        self.0.len()
+    }
+
+    fn gap(&self, sender: MemberId) -> Option<(MsgRef, u64)> {
+        let recv = &self.0.get(usize::from(sender))?.recv;
+        recv.first_early().map(|r| (MsgRef::of(r), recv.released()))
+    }
+}
+
 impl Peer {
+    /// Records a trace event, when tracing is on ([`crate::Config::trace`]).
+    pub(super) fn trace_event(&mut self, now: Time, kind: TraceKind) {
+        if self.trace.is_some() {
+            let (clock, vector) = (self.clock.value(), self.engine.vector_clock());
+            if let Some(t) = self.trace.as_mut() {
+                t.record(now, clock, vector, kind);
+            }
+        }
+    }
+
     pub(super) fn on_hello(&mut self, now: Time, from: MemberId, hello: Hello, is_ack: bool) {
         let m = &mut self.members[usize::from(from)];
         if usize::from(hello.members) != self.cfg.members || hello.digest != self.digest {
@@ -92,7 +117,7 @@ impl Peer {
         // does; a restarted process then joins through a view change.
         m.alive |= !in_handshake;
         m.last_heard = now;
-        if !self.accept_record(rec) {
+        if !self.accept_record(now, rec) {
             // A duplicate (our ack may have been lost: say again what we
             // have), or out of the window.
             self.members[idx].ack_due = Some(now);
@@ -114,7 +139,7 @@ impl Peer {
     /// Offers a record of `rec.sender`'s stream — received from it, or
     /// relayed by another member during a view change — to that stream and,
     /// in order, to the ordering engine. Returns whether it was new.
-    pub(super) fn accept_record(&mut self, rec: Record) -> bool {
+    pub(super) fn accept_record(&mut self, now: Time, rec: Record) -> bool {
         let idx = usize::from(rec.sender);
         let m = &mut self.members[idx];
         match m.recv.classify(rec.link_seq) {
@@ -130,6 +155,8 @@ impl Peer {
         }
         self.clock.observe(rec.stamp);
         self.engine.on_arrival(&rec);
+        self.trace_event(now, TraceKind::Arrive(MsgRef::of(&rec)));
+        let m = &mut self.members[idx];
         m.recv.insert(rec, &mut self.released);
         let mut released = std::mem::take(&mut self.released);
         for r in released.drain(..) {
@@ -174,6 +201,7 @@ impl Peer {
             // records at release.
             self.members[usize::from(self.cfg.me)].consumed += 1;
         }
+        self.trace_event(now, TraceKind::Send(MsgRef::of(&rec)));
         self.send.push(rec.clone());
         self.engine.on_arrival(&rec);
         self.engine.on_fifo(rec);
@@ -195,7 +223,7 @@ impl Peer {
         if matches!(self.phase, Phase::Handshake | Phase::Failed) {
             return;
         }
-        let delivered_any = self.deliver_ready();
+        let delivered_any = self.deliver_ready(now);
         // Engines may emit control records (a sequencer's decisions); not
         // during a view change, when our stream's length is already reported.
         while self.phase == Phase::Running
@@ -204,6 +232,13 @@ impl Peer {
             && let Some(body) = self.engine.poll_control()
         {
             self.push_own(now, RecordKind::Control, body);
+        }
+        if self.trace.is_some() {
+            let why = self.engine.wait_reason(&Links(&self.members));
+            let (clock, vector) = (self.clock.value(), self.engine.vector_clock());
+            if let Some(t) = self.trace.as_mut() {
+                t.waiting(now, clock, vector, why);
+            }
         }
         let own = self.members[usize::from(self.cfg.me)].consumed;
         self.send.set_own_flow(own);
@@ -223,9 +258,10 @@ impl Peer {
 
     /// Hands every record the engine will deliver now to the application.
     /// Returns whether anything was delivered.
-    pub(super) fn deliver_ready(&mut self) -> bool {
+    pub(super) fn deliver_ready(&mut self, now: Time) -> bool {
         let mut delivered_any = false;
         while let Some(rec) = self.engine.poll_deliver() {
+            self.trace_event(now, TraceKind::Deliver(MsgRef::of(&rec)));
             let sender = rec.sender;
             let incarnation = self.view.incarnation_of(sender).unwrap_or(0);
             let m = &mut self.members[usize::from(sender)];
