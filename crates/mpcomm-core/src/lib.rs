@@ -18,6 +18,7 @@
 //! | [`wire`] | the datagram format: typed frames, total bounded decoding |
 //! | [`link`] | reliable FIFO streams over lossy UDP: acks, retransmission, windows |
 //! | [`order`] | ordering engines: `none`, `fifo`, `total` |
+//! | [`seal`] | authenticated encryption of datagrams with the group key |
 //! | [`peer`] | one member of a run: handshake, multicast, delivery, completion |
 //!
 //! ## Driving a peer
@@ -47,11 +48,13 @@ pub mod config;
 pub mod link;
 pub mod order;
 pub mod peer;
+pub mod seal;
 pub mod time;
 pub mod wire;
 
 pub use config::{Config, ConfigError};
 pub use order::{OrderKind, Ordering};
 pub use peer::{Delivery, Event, Peer, PeerError, SendError, Stats, Transmit};
+pub use seal::{GroupKey, KeyRing};
 pub use time::Time;
 pub use wire::MemberId;

@@ -49,17 +49,18 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
-use crate::clock::LamportClock;
+use crate::clock::{LamportClock, MAX_STAMP};
 use crate::config::{Config, ConfigError};
 use crate::link::{Arrival, RecvStream, RttEstimator, SendStream};
 use crate::order::{OrderKind, Ordering};
+use crate::seal::{OpenError, Opener, Sealer};
 use crate::time::Time;
 use crate::wire::{
-    Ack, Datagram, DatagramWriter, DecodeError, Frame, Header, Hello, MAX_EXT, MAX_PAYLOAD,
-    MemberId, Record, RecordKind,
+    Ack, Datagram, DatagramWriter, DecodeError, FLAG_SEALED, Frame, HEADER_LEN, Header, Hello,
+    MAX_DATAGRAM, MAX_EXT, MAX_PAYLOAD, MemberId, Record, RecordKind, SEAL_RESERVE,
 };
 
 /// A message delivered to the application.
@@ -109,6 +110,11 @@ pub enum PeerError {
         /// How long the longest-silent one has been silent.
         silent_for: Duration,
     },
+    /// Our Lamport clock or our nonce counter cannot advance any more (after
+    /// 2⁶³ events: never in practice). Stopping is the only safe answer: a
+    /// repeated stamp would break the order, a repeated nonce the seal.
+    #[error("this member's clock or nonce counter is exhausted")]
+    Exhausted,
 }
 
 fn mismatch_note(mismatched: &[MemberId]) -> String {
@@ -192,6 +198,24 @@ pub struct Stats {
     /// Frames that broke the protocol (acking unsent records, data after
     /// end-of-stream, …).
     pub protocol_violations: u64,
+    /// Records and ACKs whose stamp broke clock sanity: above
+    /// [`crate::clock::MAX_STAMP`], or not above the sender's previous
+    /// record or the clock it promised in an ACK. Dropped so that no member
+    /// can poison the order.
+    pub dropped_bad_stamp: u64,
+    /// With a key: datagrams that arrived in the clear.
+    pub dropped_unsealed: u64,
+    /// With a key: sealed datagrams whose tag did not verify (forged,
+    /// corrupted, truncated, another key, another run).
+    pub dropped_unauthenticated: u64,
+    /// With a key: sealed datagrams naming a key epoch we do not hold.
+    pub dropped_unknown_key: u64,
+    /// With a key: authentic datagrams we had already accepted (replays).
+    pub dropped_replayed: u64,
+    /// Datagrams whose source address is not the claimed member's (counted
+    /// by the runtime, which sees addresses; see
+    /// [`Peer::drop_wrong_source`]).
+    pub dropped_wrong_source: u64,
     /// The most recent decode error, for logs.
     pub last_decode_error: Option<DecodeError>,
 }
@@ -207,6 +231,12 @@ impl Stats {
             + self.dropped_config_mismatch
             + self.dropped_stale_incarnation
             + self.protocol_violations
+            + self.dropped_bad_stamp
+            + self.dropped_unsealed
+            + self.dropped_unauthenticated
+            + self.dropped_unknown_key
+            + self.dropped_replayed
+            + self.dropped_wrong_source
     }
 }
 
@@ -244,6 +274,10 @@ struct Member {
     eos: Option<u64>,
     /// Its data messages delivered so far.
     data_delivered: u64,
+    /// Every record of its stream released from now on must be stamped
+    /// above this: the stamp of its previous record, or a clock it promised
+    /// in an ACK, whichever is higher (clock sanity).
+    stamp_floor: u64,
     recv: RecvStream,
 }
 
@@ -269,6 +303,8 @@ pub struct Peer {
     liveness_at: Option<Time>,
     released: Vec<Record>,
     stats: Stats,
+    /// With a key: seals our datagrams and opens everyone else's.
+    seal: Option<(Sealer, Opener)>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -304,6 +340,7 @@ impl Peer {
                 done: false,
                 eos: None,
                 data_delivered: 0,
+                stamp_floor: 0,
                 recv: RecvStream::new(cfg.window),
             })
             .collect();
@@ -324,6 +361,12 @@ impl Peer {
             liveness_at: None,
             released: Vec::new(),
             stats: Stats::default(),
+            seal: cfg.keys.as_ref().map(|keys| {
+                (
+                    Sealer::new(keys, cfg.run_id, cfg.me, cfg.incarnation),
+                    Opener::new(keys, cfg.run_id, cfg.members),
+                )
+            }),
             cfg,
         };
         let me = usize::from(peer.cfg.me);
@@ -466,11 +509,15 @@ impl Peer {
             ext.truncate(MAX_EXT); // an engine bug; never let it break the wire
             self.stats.protocol_violations += 1;
         }
+        let Some(stamp) = self.clock.tick() else {
+            self.fail(PeerError::Exhausted);
+            return;
+        };
         let rec = Record {
             sender: self.cfg.me,
             link_seq: self.send.next_seq(),
             kind,
-            stamp: self.clock.tick(),
+            stamp,
             ext,
             payload,
         };
@@ -488,6 +535,9 @@ impl Peer {
         if self.phase == Phase::Failed {
             return;
         }
+        let Some(bytes) = self.open(bytes) else {
+            return;
+        };
         let dgram = match Datagram::parse(bytes) {
             Ok(d) => d,
             Err(e) => {
@@ -537,6 +587,46 @@ impl Peer {
         self.after_input(now);
     }
 
+    /// With a key, authenticates and decrypts a sealed datagram (see
+    /// [`crate::seal`]); anything else is dropped and counted. Without a key,
+    /// passes the datagram through.
+    fn open(&mut self, bytes: Bytes) -> Option<Bytes> {
+        let Some((_, opener)) = self.seal.as_mut() else {
+            return Some(bytes);
+        };
+        if bytes.len() < HEADER_LEN || bytes[3] & FLAG_SEALED == 0 {
+            self.stats.dropped_unsealed += 1;
+            return None;
+        }
+        // The runtime hands over a buffer nobody else holds: no copy here.
+        let mut buf = BytesMut::from(bytes);
+        match opener.open(&mut buf) {
+            Ok(len) => {
+                buf.truncate(len);
+                Some(buf.freeze())
+            }
+            Err(e) => {
+                match e {
+                    OpenError::NotSealed => self.stats.dropped_unsealed += 1,
+                    OpenError::UnknownEpoch(_) => self.stats.dropped_unknown_key += 1,
+                    OpenError::Unauthentic => self.stats.dropped_unauthenticated += 1,
+                    OpenError::Replayed(_) => self.stats.dropped_replayed += 1,
+                }
+                None
+            }
+        }
+    }
+
+    /// Counts a datagram the caller dropped because its source address is
+    /// not the address of the member its header names. The core never sees
+    /// addresses; the runtime does, and reports here so that the drop shows
+    /// in [`Stats`] with every other reason.
+    pub fn drop_wrong_source(&mut self, bytes: usize) {
+        self.stats.datagrams_received += 1;
+        self.stats.bytes_received += bytes as u64;
+        self.stats.dropped_wrong_source += 1;
+    }
+
     fn on_hello(&mut self, now: Time, from: MemberId, hello: Hello, is_ack: bool) {
         let m = &mut self.members[usize::from(from)];
         if usize::from(hello.members) != self.cfg.members || hello.digest != self.digest {
@@ -554,6 +644,10 @@ impl Peer {
     }
 
     fn on_ack(&mut self, now: Time, from: MemberId, ack: Ack) {
+        if ack.clock > MAX_STAMP {
+            self.stats.dropped_bad_stamp += 1;
+            return;
+        }
         if self.send.on_ack(from, ack.cum, ack.sack, now).is_err() {
             self.stats.protocol_violations += 1;
             return;
@@ -566,6 +660,7 @@ impl Peer {
             m.ack_due = Some(now);
         }
         if let Some(clock) = m.recv.bound_from_ack(ack.sent, ack.clock) {
+            m.stamp_floor = m.stamp_floor.max(clock);
             self.engine.on_bound(from, clock);
         }
     }
@@ -573,6 +668,16 @@ impl Peer {
     fn on_record(&mut self, now: Time, from: MemberId, rec: Record) {
         let idx = usize::from(from);
         let m = &mut self.members[idx];
+        // Clock sanity before the record touches anything: a stamp above the
+        // bound, or (when it is the next record of the stream, so its
+        // predecessor is known) not above its sender's floor, is dropped
+        // unstored, so a genuine record of that position can still come.
+        if rec.stamp > MAX_STAMP
+            || (rec.link_seq == m.recv.next_seq() && rec.stamp <= m.stamp_floor)
+        {
+            self.stats.dropped_bad_stamp += 1;
+            return;
+        }
         m.alive = true;
         m.hello_acked = true; // it only sends records once past its handshake, which needs us
         m.last_heard = now;
@@ -589,7 +694,10 @@ impl Peer {
             }
             Arrival::New => {}
         }
-        self.clock.observe(rec.stamp);
+        if self.clock.observe(rec.stamp).is_err() {
+            self.stats.dropped_bad_stamp += 1; // (checked above; kept for safety)
+            return;
+        }
         self.engine.on_arrival(&rec);
         m.recv.insert(rec, &mut self.released);
         let mut released = std::mem::take(&mut self.released);
@@ -599,8 +707,19 @@ impl Peer {
             {
                 self.stats.protocol_violations += 1; // data beyond its own end-of-stream count
             }
-            self.engine.on_fifo(r);
-            if let Some(clock) = self.members[idx].recv.take_ready_bound() {
+            let m = &mut self.members[idx];
+            // A record that arrived early is checked when its turn comes: its
+            // stamp must exceed its predecessor's and every clock its sender
+            // promised for this position. If not, the ordering engine never
+            // sees it (it would be sorted before records already delivered).
+            if r.stamp <= m.stamp_floor {
+                self.stats.dropped_bad_stamp += 1;
+            } else {
+                m.stamp_floor = r.stamp;
+                self.engine.on_fifo(r);
+            }
+            if let Some(clock) = m.recv.take_ready_bound() {
+                m.stamp_floor = m.stamp_floor.max(clock);
                 self.engine.on_bound(from, clock);
             }
         }
@@ -882,7 +1001,13 @@ impl Peer {
             incarnation: self.cfg.incarnation,
             view: 1,
         };
-        let mut w = DatagramWriter::new(buf, header)?;
+        // A datagram to be sealed leaves room for the seal's trailer.
+        let limit = if self.seal.is_some() {
+            MAX_DATAGRAM - SEAL_RESERVE
+        } else {
+            MAX_DATAGRAM
+        };
+        let mut w = DatagramWriter::with_limit(buf, header, limit)?;
         let hello = Hello {
             members: self.cfg.members as u16,
             digest: self.digest,
@@ -920,7 +1045,18 @@ impl Peer {
             // Nothing fitted: only possible with a buffer smaller than a frame.
             return None;
         }
-        Some(w.finish())
+        let len = w.finish();
+        match self.seal.as_mut() {
+            None => Some(len),
+            Some((sealer, _)) => match sealer.seal(buf, len) {
+                Ok(sealed) => Some(sealed),
+                Err(crate::seal::SealError::Exhausted) => {
+                    self.fail(PeerError::Exhausted);
+                    None
+                }
+                Err(crate::seal::SealError::NoRoom) => None,
+            },
+        }
     }
 }
 
