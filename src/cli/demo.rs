@@ -53,6 +53,10 @@ pub struct DemoArgs {
     /// the table.
     #[arg(long)]
     json: bool,
+    /// The group key file every process uses (default: the demo makes a
+    /// fresh one in its directory, group.key).
+    #[arg(long = "key", value_name = "FILE", env = super::key::KEY_ENV)]
+    key: Option<PathBuf>,
 }
 
 /// Runs `mpcomm demo`.
@@ -69,6 +73,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         regions: usize::from(args.regions),
         wan,
         orders: args.orders.clone(),
+        key_file: args.key.clone(),
         ..DemoOptions::new(exe, PathBuf::new())
     };
     // Check the arguments before creating any directory.

@@ -49,6 +49,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use mpcomm::keyfile::KeySource;
+use mpcomm::secure::{self, Channel};
+use mpcomm_core::KeyRing;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
@@ -101,6 +104,7 @@ pub struct GroupManager {
     ttl: Duration,
     idle_timeout: Duration,
     max_connections: usize,
+    keys: Arc<KeySource>,
 }
 
 impl GroupManager {
@@ -121,6 +125,7 @@ impl GroupManager {
             ttl: opts.ttl,
             idle_timeout: IDLE_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
+            keys: Arc::new(KeySource::fixed(None)),
         })
     }
 
@@ -137,6 +142,14 @@ impl GroupManager {
     /// Closes connections idle for `idle` instead of [`IDLE_TIMEOUT`].
     pub fn with_idle_timeout(mut self, idle: Duration) -> Self {
         self.idle_timeout = idle;
+        self
+    }
+
+    /// Authenticates every connection with the group key from `keys`
+    /// (re-read for each connection when it is a file): a client that does
+    /// not hold it is refused before any request is read.
+    pub fn with_keys(mut self, keys: Arc<KeySource>) -> Self {
+        self.keys = keys;
         self
     }
 
@@ -187,8 +200,9 @@ impl GroupManager {
                         Ok(permit) => {
                             let shared = Arc::clone(&shared);
                             let idle = self.idle_timeout;
+                            let keys = self.keys.current();
                             connections.spawn(async move {
-                                serve(stream, client, &shared, idle).await;
+                                serve(stream, client, &shared, idle, keys).await;
                                 drop(permit);
                             });
                         }
@@ -249,9 +263,24 @@ impl Shared {
 pub const MAX_REQUEST: usize = 64 * 1024;
 
 /// One connection: requests in, one reply each, in order.
-async fn serve(stream: TcpStream, client: SocketAddr, shared: &Shared, idle: Duration) {
+async fn serve(
+    stream: TcpStream,
+    client: SocketAddr,
+    shared: &Shared,
+    idle: Duration,
+    keys: Option<KeyRing>,
+) {
     let _ = stream.set_nodelay(true);
-    let mut framed = Framed::with_limit(stream, MAX_REQUEST);
+    // With a key, the client proves it holds it before any request is read;
+    // the handshake has its own timeout, so an idle client is let go.
+    let channel = match secure::server(stream, keys.as_ref()).await {
+        Ok(channel) => channel,
+        Err(e) => {
+            warn!(%client, "refused a connection: {e}");
+            return;
+        }
+    };
+    let mut framed = Framed::with_limit(channel, MAX_REQUEST);
     debug!(%client, "connection opened");
     loop {
         let value = match timeout(idle, framed.recv_value()).await {
@@ -311,7 +340,7 @@ async fn serve(stream: TcpStream, client: SocketAddr, shared: &Shared, idle: Dur
     debug!(%client, "connection closed");
 }
 
-async fn send(framed: &mut Framed<TcpStream>, reply: &Reply) -> Result<(), ControlError> {
+async fn send(framed: &mut Framed<Channel>, reply: &Reply) -> Result<(), ControlError> {
     match timeout(WRITE_TIMEOUT, framed.send(reply)).await {
         Ok(result) => result,
         Err(_) => Err(ControlError::Timeout(WRITE_TIMEOUT)),

@@ -41,8 +41,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use mpcomm::keyfile::KeySource;
 use mpcomm_check::LogEntry;
-use mpcomm_core::{MemberId, OrderKind, Stats};
+use mpcomm_core::{KeyRing, MemberId, OrderKind, Stats};
 use mpcomm_sim::NetProfile;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -52,7 +53,7 @@ use tokio::task::JoinHandle;
 
 use super::address::advertised_addr;
 use mpcomm::control::{
-    self, ControlError, Framed, GmRequest, PeerCommand, Register, Reply, ReportHeader, StartRun,
+    self, ControlError, GmRequest, PeerCommand, Register, Reply, ReportHeader, StartRun,
 };
 use mpcomm::runtime::{Group, GroupEvent, GroupOptions, WanConfig, bind_udp};
 
@@ -78,6 +79,9 @@ pub struct PeerOptions {
     pub region: String,
     /// Where run logs go.
     pub data_dir: PathBuf,
+    /// The group key (re-read at every connection and run when it comes
+    /// from a file, so that it can be rotated without a restart).
+    pub keys: Arc<KeySource>,
 }
 
 /// What a peer is doing, for `ping`.
@@ -95,6 +99,7 @@ struct PeerProcess {
     control_addr: SocketAddr,
     group_manager: String,
     data_dir: PathBuf,
+    keys: Arc<KeySource>,
     socket: Arc<UdpSocket>,
     state: Mutex<State>,
     /// The current run's task, aborted when a new run starts.
@@ -149,6 +154,7 @@ impl RunningPeer {
             control_addr,
             group_manager: opts.group_manager.clone(),
             data_dir: opts.data_dir.clone(),
+            keys: opts.keys.clone(),
             socket: Arc::new(socket),
             state: Mutex::new(State::Idle),
             current: Mutex::new(None),
@@ -188,7 +194,8 @@ impl RunningPeer {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, from)) => {
                         tracing::debug!("control connection from {from}");
-                        tokio::spawn(serve_control(inner.clone(), stream));
+                        let keys = inner.keys.current();
+                        tokio::spawn(serve_control(inner.clone(), stream, keys));
                     }
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
@@ -205,10 +212,11 @@ impl RunningPeer {
         let unregister = GmRequest::Unregister {
             name: inner.name.clone(),
         };
-        if let Err(e) = control::request::<_, _, Reply>(
+        if let Err(e) = control::request_keyed::<_, _, Reply>(
             inner.group_manager.as_str(),
             &unregister,
             REQUEST_TIMEOUT,
+            inner.keys.current().as_ref(),
         )
         .await
         {
@@ -247,14 +255,20 @@ impl PeerProcess {
             control_addr: self.control_addr,
             region: self.region.clone(),
         });
-        let reply: Reply = control::request(self.group_manager.as_str(), &req, REQUEST_TIMEOUT)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot register with the group manager at {}",
-                    self.group_manager
-                )
-            })?;
+        let keys = self.keys.current();
+        let reply: Reply = control::request_keyed(
+            self.group_manager.as_str(),
+            &req,
+            REQUEST_TIMEOUT,
+            keys.as_ref(),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot register with the group manager at {}",
+                self.group_manager
+            )
+        })?;
         Ok(Duration::from_millis(
             reply.ttl_ms.unwrap_or(10_000).max(300),
         ))
@@ -270,10 +284,19 @@ async fn heartbeats(p: Arc<PeerProcess>) {
         let beat = GmRequest::Heartbeat {
             name: p.name.clone(),
         };
-        match control::request::<_, _, Reply>(p.group_manager.as_str(), &beat, REQUEST_TIMEOUT)
-            .await
+        let keys = p.keys.current();
+        match control::request_keyed::<_, _, Reply>(
+            p.group_manager.as_str(),
+            &beat,
+            REQUEST_TIMEOUT,
+            keys.as_ref(),
+        )
+        .await
         {
             Ok(_) => {}
+            Err(e) if e.is_key_mismatch() => {
+                tracing::error!("heartbeat refused by the group manager: {e}");
+            }
             Err(ControlError::Remote(why)) => {
                 tracing::info!("group manager: {why}; registering again");
                 match p.register().await {
@@ -287,8 +310,15 @@ async fn heartbeats(p: Arc<PeerProcess>) {
 }
 
 /// Answers the commands of one control connection.
-async fn serve_control(p: Arc<PeerProcess>, stream: TcpStream) {
-    let mut framed = Framed::new(stream);
+async fn serve_control(p: Arc<PeerProcess>, stream: TcpStream, keys: Option<KeyRing>) {
+    // With a key, the client proves it holds it before any command is read.
+    let mut framed = match control::accept(stream, keys.as_ref()).await {
+        Ok(framed) => framed,
+        Err(e) => {
+            tracing::warn!("refused a control connection: {e}");
+            return;
+        }
+    };
     loop {
         // An idle control connection is closed after a while; the server
         // keeps its connection busy with nothing, but a stray client should
@@ -420,7 +450,17 @@ async fn start_run(p: &Arc<PeerProcess>, start: StartRun) -> anyhow::Result<()> 
             entries,
             stats: stats_map(&stats),
         };
-        if let Err(e) = report(start.report_to, &header, &log).await {
+        let dropped: Vec<String> = header
+            .stats
+            .iter()
+            .filter(|(k, v)| k.starts_with("dropped_") && **v > 0)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if !dropped.is_empty() {
+            tracing::warn!("run {run}: dropped and counted: {}", dropped.join(" "));
+        }
+        let keys = proc_.keys.current();
+        if let Err(e) = report(start.report_to, &header, &log, keys.as_ref()).await {
             tracing::warn!("could not report run {run} to {}: {e:#}", start.report_to);
         }
         *proc_.state.lock().await = State::Idle;
@@ -542,6 +582,7 @@ async fn take_part(
     let addrs: Vec<SocketAddr> = start.members.iter().map(|m| m.data_addr).collect();
     let mut opts = GroupOptions::new(start.run, me, addrs, order);
     opts.wan = wan;
+    opts.config.keys = p.keys.current();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(start.deadline_ms.max(1000));
     let result = tokio::time::timeout_at(deadline, run_group(p, start, opts, &mut log)).await;
     let (error, stats) = match result {
@@ -684,12 +725,16 @@ async fn run_group(
 }
 
 /// Sends the log to the comparison server.
-async fn report(to: SocketAddr, header: &ReportHeader, log: &Path) -> anyhow::Result<()> {
+async fn report(
+    to: SocketAddr,
+    header: &ReportHeader,
+    log: &Path,
+    keys: Option<&KeyRing>,
+) -> anyhow::Result<()> {
     let send = async {
-        let stream = TcpStream::connect(to)
+        let mut framed = control::connect(to, keys)
             .await
             .with_context(|| format!("cannot connect to the server at {to}"))?;
-        let mut framed = Framed::new(stream);
         let body: Box<dyn tokio::io::AsyncBufRead + Unpin + Send> = match tokio::fs::File::open(log)
             .await
         {
@@ -730,6 +775,13 @@ pub fn stats_map(s: &Stats) -> std::collections::BTreeMap<String, u64> {
         ("dropped_out_of_window", s.dropped_out_of_window),
         ("dropped_config_mismatch", s.dropped_config_mismatch),
         ("protocol_violations", s.protocol_violations),
+        ("dropped_stale_incarnation", s.dropped_stale_incarnation),
+        ("dropped_bad_stamp", s.dropped_bad_stamp),
+        ("dropped_unsealed", s.dropped_unsealed),
+        ("dropped_unauthenticated", s.dropped_unauthenticated),
+        ("dropped_unknown_key", s.dropped_unknown_key),
+        ("dropped_replayed", s.dropped_replayed),
+        ("dropped_wrong_source", s.dropped_wrong_source),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -21,11 +21,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use mpcomm_check::{Findings, PeerLog, RunSpec};
-use mpcomm_core::{MemberId, OrderKind};
+use mpcomm_core::{KeyRing, MemberId, OrderKind};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -38,6 +38,7 @@ use mpcomm::control::{
     self, ControlError, Framed, GmRequest, MemberSpec, PeerCommand, PeerInfo, Reply, ReportHeader,
     ReportMsg, StartRun,
 };
+use mpcomm::secure::Channel;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -202,6 +203,8 @@ pub struct Server {
     listener: TcpListener,
     report_to: SocketAddr,
     runs: u64,
+    /// The group key: every control connection is authenticated with it.
+    keys: Option<KeyRing>,
 }
 
 impl Server {
@@ -220,7 +223,14 @@ impl Server {
             listener,
             report_to,
             runs: 0,
+            keys: None,
         })
+    }
+
+    /// Authenticates every control connection with `keys` (the group key).
+    pub fn with_keys(mut self, keys: Option<KeyRing>) -> Server {
+        self.keys = keys;
+        self
     }
 
     /// Where peers send their reports.
@@ -231,10 +241,11 @@ impl Server {
     /// The registered peers, in natural name order: the order their member
     /// ids are given in.
     pub async fn peers(&self) -> anyhow::Result<Vec<PeerInfo>> {
-        let reply: Reply = control::request(
+        let reply: Reply = control::request_keyed(
             self.opts.group_manager.as_str(),
             &GmRequest::List,
             REQUEST_TIMEOUT,
+            self.keys.as_ref(),
         )
         .await
         .with_context(|| {
@@ -290,7 +301,7 @@ impl Server {
             );
         }
         self.runs += 1;
-        let run = new_run_id(self.runs);
+        let run = new_run_id()?;
         let run_dir = create_run_dir(&self.opts.data_dir, params.order)?;
         let deadline = params.deadline();
         let started = tokio::time::Instant::now();
@@ -347,7 +358,7 @@ impl Server {
                 report_to: self.report_to,
                 deadline_ms: peer_deadline.as_millis() as u64,
             };
-            match start_peer(p.control_addr, start).await {
+            match start_peer(p.control_addr, start, self.keys.as_ref()).await {
                 Ok(framed) => {
                     watchers.push(tokio::spawn(watch_peer(i as MemberId, framed, tx.clone())))
                 }
@@ -368,7 +379,7 @@ impl Server {
                 tokio::select! {
                     accepted = self.listener.accept() => {
                         if let Ok((stream, _)) = accepted {
-                            tokio::spawn(receive_report(stream, run, n, run_dir.clone(), tx.clone()));
+                            tokio::spawn(receive_report(stream, self.keys.clone(), run, n, run_dir.clone(), tx.clone()));
                         }
                     }
                     msg = rx.recv() => match msg {
@@ -478,17 +489,22 @@ impl Server {
     /// Tells every registered peer, then the group manager, to stop.
     pub async fn stop_everything(&self) -> anyhow::Result<()> {
         for p in self.peers().await.unwrap_or_default() {
-            if let Err(e) =
-                control::request::<_, _, Reply>(p.control_addr, &PeerCommand::Stop, REQUEST_TIMEOUT)
-                    .await
+            if let Err(e) = control::request_keyed::<_, _, Reply>(
+                p.control_addr,
+                &PeerCommand::Stop,
+                REQUEST_TIMEOUT,
+                self.keys.as_ref(),
+            )
+            .await
             {
                 tracing::warn!("could not stop peer {}: {e}", p.name);
             }
         }
-        control::request::<_, _, Reply>(
+        control::request_keyed::<_, _, Reply>(
             self.opts.group_manager.as_str(),
             &GmRequest::Stop,
             REQUEST_TIMEOUT,
+            self.keys.as_ref(),
         )
         .await
         .with_context(|| {
@@ -588,11 +604,13 @@ enum Collected {
 }
 
 /// Sends the start command and returns the open connection.
-async fn start_peer(addr: SocketAddr, start: StartRun) -> Result<Framed<TcpStream>, ControlError> {
+async fn start_peer(
+    addr: SocketAddr,
+    start: StartRun,
+    keys: Option<&KeyRing>,
+) -> Result<Framed<Channel>, ControlError> {
     let exchange = async {
-        let stream = TcpStream::connect(addr).await?;
-        let _ = stream.set_nodelay(true);
-        let mut framed = Framed::new(stream);
+        let mut framed = control::connect(addr, keys).await?;
         framed.send(&PeerCommand::Start(start)).await?;
         framed
             .recv::<Reply>()
@@ -607,7 +625,7 @@ async fn start_peer(addr: SocketAddr, start: StartRun) -> Result<Framed<TcpStrea
 }
 
 /// Waits for the peer's control connection to close.
-async fn watch_peer(member: MemberId, mut framed: Framed<TcpStream>, tx: mpsc::Sender<Collected>) {
+async fn watch_peer(member: MemberId, mut framed: Framed<Channel>, tx: mpsc::Sender<Collected>) {
     let why = match framed.recv_value().await {
         Ok(None) => "connection closed".to_string(),
         Ok(Some(v)) => format!("unexpected message {v}"),
@@ -619,12 +637,21 @@ async fn watch_peer(member: MemberId, mut framed: Framed<TcpStream>, tx: mpsc::S
 /// Receives one report and writes its log durably into the run directory.
 async fn receive_report(
     stream: TcpStream,
+    keys: Option<KeyRing>,
     run: u64,
     n: usize,
     dir: PathBuf,
     tx: mpsc::Sender<Collected>,
 ) {
-    let mut framed = Framed::new(stream);
+    // With a key, the sender proves it holds it before anything is read
+    // (within the handshake's own timeout).
+    let mut framed = match control::accept(stream, keys.as_ref()).await {
+        Ok(framed) => framed,
+        Err(e) => {
+            tracing::warn!("refused a report connection: {e}");
+            return;
+        }
+    };
     let result = tokio::time::timeout(Duration::from_secs(300), async {
         let header = match framed.recv::<ReportMsg>().await? {
             Some(ReportMsg::Report(h)) => h,
@@ -706,14 +733,12 @@ fn read_logs(dir: &Path, members: &[MemberOutcome]) -> anyhow::Result<Vec<PeerLo
         .collect()
 }
 
-/// A run id unique across this server's runs and, in practice, across
-/// servers: the time in milliseconds, with the run counter in the low bits.
-fn new_run_id(counter: u64) -> u64 {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    (ms << 8) | (counter & 0xff)
+/// A run id from the operating system's random generator: unique across
+/// runs and servers in practice, and unguessable, so that nobody can prepare
+/// datagrams for a run before it starts (ids made of the time and a counter
+/// could be guessed).
+fn new_run_id() -> anyhow::Result<u64> {
+    mpcomm::runtime::random_u64().context("no random numbers from the system for the run id")
 }
 
 /// Creates `DATA_DIR/YYYYMMDD-HHMMSS-ORDER[-k]`.
@@ -726,6 +751,20 @@ fn create_run_dir(data_dir: &Path, order: OrderKind) -> anyhow::Result<PathBuf> 
 #[cfg(test)]
 mod tests {
     use super::natural_cmp;
+
+    /// Run ids were `(ms << 8) | counter`: two runs of one server differed
+    /// in a few low bits, and the next id could be guessed. Now each is 64
+    /// random bits.
+    #[test]
+    fn run_ids_are_random() {
+        let a = super::new_run_id().unwrap();
+        let b = super::new_run_id().unwrap();
+        assert!((a ^ b).count_ones() > 8, "{a:#x} {b:#x}");
+        assert!(
+            (a ^ b) >> 48 != 0,
+            "the high bits differ too: {a:#x} {b:#x}"
+        );
+    }
 
     #[test]
     fn names_sort_naturally() {

@@ -212,9 +212,8 @@ pub struct Stats {
     pub dropped_unknown_key: u64,
     /// With a key: authentic datagrams we had already accepted (replays).
     pub dropped_replayed: u64,
-    /// Datagrams whose source address is not the claimed member's (counted
-    /// by the runtime, which sees addresses; see
-    /// [`Peer::drop_wrong_source`]).
+    /// Datagrams whose source address is not the claimed member's (the
+    /// runtime sees addresses; see [`Peer::handle_datagram_from`]).
     pub dropped_wrong_source: u64,
     /// The most recent decode error, for logs.
     pub last_decode_error: Option<DecodeError>,
@@ -530,6 +529,16 @@ impl Peer {
     /// Handles one received datagram. Anything invalid is dropped and counted
     /// in [`Peer::stats`]; nothing here can panic or block.
     pub fn handle_datagram(&mut self, now: Time, bytes: Bytes) {
+        self.handle_datagram_from(now, bytes, true);
+    }
+
+    /// [`Peer::handle_datagram`] for a caller that sees source addresses:
+    /// `from_claimed_address` says whether the datagram came from the
+    /// address of the member its header names. If not, a datagram that is
+    /// otherwise for us is dropped and counted as
+    /// [`Stats::dropped_wrong_source`] (the core never sees addresses; the
+    /// runtime does).
+    pub fn handle_datagram_from(&mut self, now: Time, bytes: Bytes, from_claimed_address: bool) {
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += bytes.len() as u64;
         if self.phase == Phase::Failed {
@@ -563,6 +572,10 @@ impl Peer {
         }
         if usize::from(from) >= self.cfg.members || from == self.cfg.me {
             self.stats.dropped_unknown_sender += 1;
+            return;
+        }
+        if !from_claimed_address {
+            self.stats.dropped_wrong_source += 1;
             return;
         }
         // The first datagram we accept from a member fixes its incarnation;
@@ -615,16 +628,6 @@ impl Peer {
                 None
             }
         }
-    }
-
-    /// Counts a datagram the caller dropped because its source address is
-    /// not the address of the member its header names. The core never sees
-    /// addresses; the runtime does, and reports here so that the drop shows
-    /// in [`Stats`] with every other reason.
-    pub fn drop_wrong_source(&mut self, bytes: usize) {
-        self.stats.datagrams_received += 1;
-        self.stats.bytes_received += bytes as u64;
-        self.stats.dropped_wrong_source += 1;
     }
 
     fn on_hello(&mut self, now: Time, from: MemberId, hello: Hello, is_ack: bool) {

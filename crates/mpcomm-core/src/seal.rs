@@ -79,6 +79,8 @@ const _: () = assert!(TRAILER_LEN <= crate::wire::SEAL_RESERVE);
 
 /// The label that makes the derived keys mpcomm's own (HKDF "info" prefix).
 const DERIVE_LABEL: &[u8] = b"mpcomm/v2 datagram key";
+/// The label of the control plane's pre-shared key.
+const CONTROL_LABEL: &[u8] = b"mpcomm/v1 control psk";
 /// HKDF salt: fixed, public, distinct from any other use of the group key.
 const DERIVE_SALT: &[u8] = b"mpcomm seal salt v1";
 
@@ -106,6 +108,26 @@ impl GroupKey {
     /// The secret. Handle with care: whoever holds it is a member.
     pub fn secret(&self) -> &[u8; KEY_LEN] {
         &self.secret
+    }
+
+    /// The pre-shared key of the control plane's handshake, derived from the
+    /// secret (HKDF-SHA256, its own label), so that no two protocols ever use
+    /// the group key itself.
+    pub fn control_psk(&self) -> [u8; KEY_LEN] {
+        struct Len;
+        impl hkdf::KeyType for Len {
+            fn len(&self) -> usize {
+                KEY_LEN
+            }
+        }
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, DERIVE_SALT).extract(&self.secret);
+        let info = [CONTROL_LABEL, &self.epoch.to_be_bytes()[..]];
+        let mut out = [0u8; KEY_LEN];
+        // Fails only for outputs longer than 255 hash lengths: never here.
+        if let Ok(okm) = prk.expand(&info, Len) {
+            let _ = okm.fill(&mut out);
+        }
+        out
     }
 }
 
