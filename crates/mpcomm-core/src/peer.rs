@@ -721,12 +721,17 @@ impl Peer {
                 m.stamp_floor = r.stamp;
                 self.engine.on_fifo(r);
             }
-            if let Some(clock) = m.recv.take_ready_bound() {
-                m.stamp_floor = m.stamp_floor.max(clock);
-                self.engine.on_bound(from, clock);
-            }
         }
         self.released = released;
+        // An ACK's claim waiting for these records holds once all of them
+        // are through: not earlier, since the link released the whole batch
+        // at once and a claim made after record k says nothing about the
+        // records before k still in the batch.
+        let m = &mut self.members[idx];
+        if let Some(clock) = m.recv.take_ready_bound() {
+            m.stamp_floor = m.stamp_floor.max(clock);
+            self.engine.on_bound(from, clock);
+        }
         // Acknowledge to the sender; with `total`, every member must also
         // learn that our clock has moved past this record.
         let due = now + self.cfg.ack_delay;
