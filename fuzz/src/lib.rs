@@ -14,8 +14,11 @@ use mpcomm_core::seal::{GroupKey, KeyRing, Opener, Sealer};
 use mpcomm_core::wire::{self, Datagram, Frame, MAX_DATAGRAM};
 use mpcomm_core::{Config, MemberId, OrderKind, Peer, Time};
 
+/// A fuzz target: any bytes in, returns (or panics on a finding).
+pub type Target = fn(&[u8]);
+
 /// Every target, by name (the name of its corpus directory).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("datagram", datagram),
     ("sealed", sealed),
     ("peer", peer),

@@ -56,7 +56,7 @@ fn seeds() {
     };
     let mut sack = Sack::empty();
     sack.set(3);
-    let frames = vec![
+    let frames = [
         vec![Frame::Hello(Hello {
             members: 2,
             digest: 5,

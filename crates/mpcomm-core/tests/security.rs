@@ -341,7 +341,12 @@ fn reordered_honest_records_are_not_bad_stamps() {
     for i in [1, 2, 0] {
         peers[0].handle_datagram(t, dgrams[i].clone());
     }
-    assert_eq!(peers[0].stats().dropped_bad_stamp, 0, "{:?}", peers[0].stats());
+    assert_eq!(
+        peers[0].stats().dropped_bad_stamp,
+        0,
+        "{:?}",
+        peers[0].stats()
+    );
     exchange(&mut peers, t);
     for p in peers.iter_mut() {
         p.finish(t).unwrap();
