@@ -29,6 +29,8 @@ enum Command {
     /// (internal) One peer process of `mpcomm bench`, driven over stdin/stdout.
     #[command(hide = true)]
     BenchPeer,
+    /// Write a new group key file (or take one a step through a rotation).
+    Keygen(cli::key::KeygenArgs),
     /// Run the registry of peers (TCP, JSON lines).
     GroupManager(cli::group_manager::GroupManagerArgs),
     /// Run a peer: one member of the group.
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Check(args) => cli::check::run(args),
         Command::Demo(args) => cli::demo::run(args),
         Command::BenchPeer => mpcomm_cli::bench::peer::main().map(|()| ExitCode::SUCCESS),
+        Command::Keygen(args) => cli::key::keygen(args),
         Command::GroupManager(args) => cli::group_manager::run(args),
         Command::Peer(args) => cli::peer::run(args),
         Command::Server(args) => cli::server::run(args),

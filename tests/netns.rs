@@ -41,6 +41,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The group key file every process of the test is given.
+static KEY_FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
 const BIN: &str = env!("CARGO_BIN_EXE_mpcomm");
 
 /// Number of peer hosts (h1..=PEERS); h0 runs the group manager and server.
@@ -141,6 +144,9 @@ impl Proc {
             .args(["netns", "exec", ns, BIN])
             .args(args)
             .env("RUST_LOG", "warn")
+            // Every process binds a non-loopback address, so each needs the
+            // group key (see `KEY_FILE`).
+            .envs(KEY_FILE.get().map(|k| ("MPCOMM_KEY_FILE", k)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -376,6 +382,12 @@ fn total_order_across_network_namespaces() {
     if let Err(e) = std::fs::create_dir_all(&dir) {
         panic!("cannot create {}: {e}", dir.display());
     }
+    // The hosts' addresses are not loopback: every process needs the group
+    // key, and uses it (sealed datagrams, authenticated control).
+    let key = dir.join("group.key");
+    let ring = mpcomm_core::KeyRing::single(mpcomm::keyfile::generate(1).expect("random key"));
+    mpcomm::keyfile::save(&key, &ring, true).expect("cannot write the key");
+    let _ = KEY_FILE.set(key);
     let mut cluster = Cluster {
         // 4 hex digits: "mpcffff-br" and friends stay short and readable.
         tag: format!("{:04x}", pid & 0xffff),

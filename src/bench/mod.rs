@@ -66,6 +66,8 @@ pub struct BenchOptions {
     pub ack_delay: Option<Duration>,
     /// The `mpcomm` binary to start the peers from.
     pub exe: std::path::PathBuf,
+    /// The group key file: measure with every datagram sealed.
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 /// The plan a benchmark peer receives on stdin.
@@ -92,6 +94,9 @@ pub struct Plan {
     /// Acknowledgement delay in microseconds, if not the default.
     #[serde(default)]
     pub ack_delay_us: Option<u64>,
+    /// The group key file: with it, every datagram is sealed.
+    #[serde(default)]
+    pub key_file: Option<std::path::PathBuf>,
     /// Regions of the members (for the emulation).
     pub regions: Vec<usize>,
 }
@@ -242,6 +247,11 @@ async fn run_mode(
                 None
             },
             window: opts.window,
+            key_file: if order.is_some() {
+                opts.key_file.clone()
+            } else {
+                None
+            },
             ack_delay_us: opts.ack_delay.map(|d| d.as_micros() as u64),
             regions: regions.clone(),
         };

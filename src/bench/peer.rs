@@ -183,6 +183,9 @@ async fn protocol(
     if let Some(us) = plan.ack_delay_us {
         opts.config.ack_delay = Duration::from_micros(us);
     }
+    if let Some(path) = &plan.key_file {
+        opts.config.keys = Some(mpcomm::keyfile::load(path)?);
+    }
     if let Some(spec) = &plan.wan {
         let profile = spec.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
         opts.wan = Some(WanConfig {

@@ -49,6 +49,10 @@ pub struct BenchArgs {
     /// Print one JSON object keyed by order ("none", "total", "raw_udp").
     #[arg(long)]
     json: bool,
+    /// The group key file: measure the protocol with every datagram sealed
+    /// (authenticated and encrypted). The raw-UDP baseline stays in the clear.
+    #[arg(long = "key", value_name = "FILE", env = super::key::KEY_ENV)]
+    key: Option<std::path::PathBuf>,
 }
 
 /// A benchmark of one peer measures nothing: it multicasts to itself, over
@@ -96,6 +100,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         ack_delay: args.ack_delay,
         exe: std::env::current_exe()
             .context("cannot find the mpcomm binary to start peers from")?,
+        key_file: match &args.key {
+            Some(path) => {
+                // Checked here, so that a bad file is one clear error, not
+                // one per peer process.
+                mpcomm::keyfile::load(path)
+                    .with_context(|| format!("cannot use the key file {}", path.display()))?;
+                Some(std::fs::canonicalize(path)?)
+            }
+            None => None,
+        },
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -59,6 +59,10 @@ pub struct DemoArgs {
     /// report reads on a laptop screen without scrolling.
     #[arg(long, conflicts_with_all = ["peers", "messages"])]
     teach: bool,
+    /// The group key file every process uses (default: the demo makes a
+    /// fresh one in its directory, group.key).
+    #[arg(long = "key", value_name = "FILE", env = super::key::KEY_ENV)]
+    key: Option<PathBuf>,
 }
 
 /// The teaching preset's group size and messages per peer.
@@ -86,6 +90,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         regions: usize::from(args.regions),
         wan,
         orders: args.orders.clone(),
+        key_file: args.key.clone(),
         ..DemoOptions::new(exe, PathBuf::new())
     };
     // Check the arguments before creating any directory.

@@ -22,12 +22,15 @@ use tracing::{info, warn};
 pub struct GroupManagerArgs {
     /// Address to listen on (TCP). Port 0 picks a free port; the address
     /// actually bound is printed as `listening on ADDR`.
-    #[arg(long, default_value = "0.0.0.0:5680")]
+    /// Any address but loopback needs a key (`--key`) or `--insecure`.
+    #[arg(long, default_value = "127.0.0.1:5680")]
     pub listen: SocketAddr,
     /// How long a registration lives without a heartbeat, e.g. 10s or
     /// 500ms (peers send one every ttl/3).
     #[arg(long, default_value = "10s", value_parser = parse_ttl)]
     pub ttl: Duration,
+    #[command(flatten)]
+    pub key: super::key::KeyArgs,
 }
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {
@@ -42,6 +45,7 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
 
 /// Runs `mpcomm group-manager` until a stop request, SIGINT or SIGTERM.
 pub fn run(args: GroupManagerArgs) -> anyhow::Result<ExitCode> {
+    let keys = std::sync::Arc::new(args.key.source("the group manager", &[args.listen])?);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -65,6 +69,7 @@ pub fn run(args: GroupManagerArgs) -> anyhow::Result<ExitCode> {
             Some(n) => manager.with_max_connections(group_manager::connections_for(n)),
             None => manager,
         };
+        let manager = manager.with_keys(keys);
         // Install the signal handlers before announcing the address, so a
         // signal sent as soon as the line is read ends the process cleanly.
         let shutdown = shutdown_signal().context("cannot install signal handlers")?;

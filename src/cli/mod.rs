@@ -4,6 +4,7 @@ pub mod bench;
 pub mod check;
 pub mod demo;
 pub mod group_manager;
+pub mod key;
 pub mod peer;
 pub mod server;
 pub mod sim;

@@ -17,7 +17,8 @@ pub struct PeerArgs {
     #[arg(long, default_value = "127.0.0.1:5680")]
     group_manager: String,
     /// UDP address to bind for the multicast (port 0 picks a free port).
-    #[arg(long, default_value = "0.0.0.0:0")]
+    /// Any address but loopback needs a key (`--key`) or `--insecure`.
+    #[arg(long, default_value = "127.0.0.1:0")]
     bind: SocketAddr,
     /// The address other peers must use to reach this one, if not the bound
     /// one: a host or IP (behind NAT or in a cloud, the public address), or
@@ -25,7 +26,7 @@ pub struct PeerArgs {
     #[arg(long)]
     advertise: Option<String>,
     /// TCP address to bind for commands from the comparison server.
-    #[arg(long, default_value = "0.0.0.0:0")]
+    #[arg(long, default_value = "127.0.0.1:0")]
     control: SocketAddr,
     /// Unique name (default: derived from the advertised address).
     #[arg(long)]
@@ -40,10 +41,13 @@ pub struct PeerArgs {
     /// be starting too).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     connect_timeout: Duration,
+    #[command(flatten)]
+    key: super::key::KeyArgs,
 }
 
 /// Runs `mpcomm peer` until told to stop, or SIGINT/SIGTERM.
 pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
+    let keys = args.key.source("the peer", &[args.bind, args.control])?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -59,6 +63,7 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
             region: args.region,
             data_dir: args.data_dir,
             connect_timeout: args.connect_timeout,
+            keys: std::sync::Arc::new(keys),
         };
         peer::run(opts, shutdown).await?;
         Ok(ExitCode::SUCCESS)

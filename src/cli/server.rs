@@ -26,7 +26,8 @@ pub struct ServerArgs {
     #[arg(long, default_value = "127.0.0.1:5680")]
     group_manager: String,
     /// TCP address where peers deliver their logs.
-    #[arg(long, default_value = "0.0.0.0:5678")]
+    /// Any address but loopback needs a key (`--key`) or `--insecure`.
+    #[arg(long, default_value = "127.0.0.1:5678")]
     listen: SocketAddr,
     /// The address peers must use to reach this server, `HOST` or
     /// `HOST:PORT` (when a NAT maps the port), if not the bound one.
@@ -82,6 +83,8 @@ pub struct ServerArgs {
     /// Print one JSON object per run (the run's summary.json) instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    key: super::key::KeyArgs,
 }
 
 /// Checks a `--wan` spec while the arguments are parsed, so that a typo is
@@ -149,6 +152,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<ExitCode> {
     // Settings that cannot work are refused now, not after the wait for
     // peers (or, interactively, for the first number typed).
     args.check()?;
+    let keys = args.key.load("the server", &[args.listen])?;
     if let Some(w) = &args.wan
         && let Ok(net) = super::wan::parse(w)
     {
@@ -166,7 +170,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<ExitCode> {
             args.data_dir.clone(),
         )
     })
-    .await?;
+    .await?
+    .with_keys(keys);
     // Tells scripts and tests the report port when --listen asks for port 0.
     eprintln!("listening for reports on {}", server.report_addr());
     let quiet = args.json;

@@ -39,7 +39,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use mpcomm_core::OrderKind;
+use mpcomm_core::{KeyRing, OrderKind};
 use mpcomm_sim::NetProfile;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
@@ -88,6 +88,10 @@ pub struct DemoOptions {
     pub data_dir: PathBuf,
     /// How long each process may take to start.
     pub startup_timeout: Duration,
+    /// The group key file every process uses; `None`: the demo makes a
+    /// fresh key in `DATA_DIR/group.key` (on loopback too: the demo shows
+    /// the system as it should be deployed).
+    pub key_file: Option<PathBuf>,
 }
 
 impl DemoOptions {
@@ -103,6 +107,7 @@ impl DemoOptions {
             orders: vec![OrderKind::None, OrderKind::Total],
             data_dir,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+            key_file: None,
         }
     }
 
@@ -296,11 +301,17 @@ pub async fn run_each(
         }
     }
 
+    let (key_file, keys) = match demo_key(opts) {
+        Ok(k) => k,
+        Err(e) => return (outcome, Some(e)),
+    };
     let mut cluster = Cluster {
         exe: opts.exe.clone(),
         logs,
         startup_timeout: opts.startup_timeout,
         children: Vec::new(),
+        key_file,
+        keys,
     };
     let mut server = None;
     let result = {
@@ -353,6 +364,21 @@ fn validate_runs(opts: &DemoOptions, runs: &[RunParams]) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The key the demo's processes share: the one given, or a fresh one in
+/// `DATA_DIR/group.key`.
+fn demo_key(opts: &DemoOptions) -> anyhow::Result<(PathBuf, KeyRing)> {
+    if let Some(path) = &opts.key_file {
+        let keys = mpcomm::keyfile::load(path)
+            .with_context(|| format!("cannot use the key file {}", path.display()))?;
+        return Ok((std::fs::canonicalize(path)?, keys));
+    }
+    let path = opts.data_dir.join("group.key");
+    let key = mpcomm::keyfile::generate(1).context("no random numbers from the system")?;
+    let keys = KeyRing::single(key);
+    mpcomm::keyfile::save(&path, &keys, true)?;
+    Ok((std::fs::canonicalize(&path)?, keys))
 }
 
 /// Everything between starting the first process and the last run.
@@ -409,7 +435,8 @@ async fn drive(
             )
         })
         .await
-        .context("cannot start the comparison server")?,
+        .context("cannot start the comparison server")?
+        .with_keys(Some(cluster.keys.clone())),
     );
 
     // Start every peer at once (they start in parallel), then read their
@@ -534,6 +561,9 @@ struct Cluster {
     logs: PathBuf,
     startup_timeout: Duration,
     children: Vec<Proc>,
+    /// The group key file, given to every process (`MPCOMM_KEY_FILE`).
+    key_file: PathBuf,
+    keys: KeyRing,
 }
 
 impl Cluster {
@@ -545,6 +575,7 @@ impl Cluster {
             .with_context(|| format!("cannot create {}", stderr.display()))?;
         let mut child = Command::new(&self.exe)
             .args(args)
+            .env("MPCOMM_KEY_FILE", &self.key_file)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(file))

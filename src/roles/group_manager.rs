@@ -67,6 +67,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use mpcomm::keyfile::KeySource;
+use mpcomm::secure::{self, Channel};
+use mpcomm_core::KeyRing;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -130,6 +133,7 @@ pub struct GroupManager {
     first_request_timeout: Duration,
     max_connections: usize,
     max_per_source: usize,
+    keys: Arc<KeySource>,
 }
 
 impl GroupManager {
@@ -152,6 +156,7 @@ impl GroupManager {
             first_request_timeout: FIRST_REQUEST_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
             max_per_source: MAX_PER_SOURCE,
+            keys: Arc::new(KeySource::fixed(None)),
         })
     }
 
@@ -175,6 +180,14 @@ impl GroupManager {
     /// `t` instead of [`FIRST_REQUEST_TIMEOUT`].
     pub fn with_first_request_timeout(mut self, t: Duration) -> Self {
         self.first_request_timeout = t;
+        self
+    }
+
+    /// Authenticates every connection with the group key from `keys`
+    /// (re-read for each connection when it is a file): a client that does
+    /// not hold it is refused before any request is read.
+    pub fn with_keys(mut self, keys: Arc<KeySource>) -> Self {
+        self.keys = keys;
         self
     }
 
@@ -243,8 +256,9 @@ impl GroupManager {
                         let shared = Arc::clone(&shared);
                         let table2 = Arc::clone(&table);
                         let timeouts = (self.first_request_timeout, self.idle_timeout);
+                        let keys = self.keys.current();
                         let task = connections.spawn(async move {
-                            serve(stream, client, &shared, timeouts, &table2, id).await;
+                            serve(stream, client, &shared, timeouts, &table2, id, keys).await;
                             lock(&table2).remove(id);
                         });
                         t.insert(id, client.ip(), task);
@@ -311,9 +325,19 @@ async fn serve(
     (first, idle): (Duration, Duration),
     table: &Mutex<Table>,
     id: u64,
+    keys: Option<KeyRing>,
 ) {
     let _ = stream.set_nodelay(true);
-    let mut framed = Framed::with_limit(stream, MAX_REQUEST);
+    // With a key, the client proves it holds it before any request is read;
+    // the handshake has its own timeout, so an idle client is let go.
+    let channel = match secure::server(stream, keys.as_ref()).await {
+        Ok(channel) => channel,
+        Err(e) => {
+            warn!(%client, "refused a connection: {e}");
+            return;
+        }
+    };
+    let mut framed = Framed::with_limit(channel, MAX_REQUEST);
     debug!(%client, "connection opened");
     let mut patience = first;
     loop {
@@ -376,7 +400,7 @@ async fn serve(
     debug!(%client, "connection closed");
 }
 
-async fn send(framed: &mut Framed<TcpStream>, reply: &Reply) -> Result<(), ControlError> {
+async fn send(framed: &mut Framed<Channel>, reply: &Reply) -> Result<(), ControlError> {
     match timeout(WRITE_TIMEOUT, framed.send(reply)).await {
         Ok(result) => result,
         Err(_) => Err(ControlError::Timeout(WRITE_TIMEOUT)),

@@ -43,9 +43,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use mpcomm::keyfile::KeySource;
 use mpcomm_check::LogEntry;
 use mpcomm_check::log::{EndStatus, LogEnd, LogMeta, Messages};
-use mpcomm_core::{OrderKind, Stats};
+use mpcomm_core::{KeyRing, OrderKind, Stats};
 use mpcomm_sim::NetProfile;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -58,7 +59,7 @@ use super::address::advertised_addr;
 use super::reach;
 use log_file::{LogFile, report_leftovers};
 use mpcomm::control::{
-    self, ControlError, Framed, GmRequest, PeerCommand, Register, Reply, ReportHeader, StartRun,
+    self, ControlError, GmRequest, PeerCommand, Register, Reply, ReportHeader, StartRun,
 };
 use mpcomm::runtime::{Group, GroupEvent, GroupOptions, WanConfig, bind_udp};
 
@@ -94,6 +95,9 @@ pub struct PeerOptions {
     pub data_dir: PathBuf,
     /// How long to keep trying to reach the group manager at start.
     pub connect_timeout: Duration,
+    /// The group key (re-read at every connection and run when it comes
+    /// from a file, so that it can be rotated without a restart).
+    pub keys: Arc<KeySource>,
 }
 
 /// What a peer is doing, for `ping`.
@@ -118,6 +122,7 @@ struct PeerProcess {
     control_addr: SocketAddr,
     group_manager: String,
     data_dir: PathBuf,
+    keys: Arc<KeySource>,
     socket: Arc<UdpSocket>,
     state: Mutex<State>,
     /// The current run's task, aborted when a new run starts.
@@ -178,6 +183,7 @@ impl RunningPeer {
             control_addr,
             group_manager: opts.group_manager.clone(),
             data_dir: opts.data_dir.clone(),
+            keys: opts.keys.clone(),
             socket: Arc::new(socket),
             state: Mutex::new(State::Idle),
             current: Mutex::new(None),
@@ -222,7 +228,8 @@ impl RunningPeer {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, from)) => {
                         tracing::debug!("control connection from {from}");
-                        tokio::spawn(serve_control(inner.clone(), stream));
+                        let keys = inner.keys.current();
+                        tokio::spawn(serve_control(inner.clone(), stream, keys));
                     }
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
@@ -242,10 +249,11 @@ impl RunningPeer {
         let unregister = GmRequest::Unregister {
             name: inner.name.clone(),
         };
-        if let Err(e) = control::request::<_, _, Reply>(
+        if let Err(e) = control::request_keyed::<_, _, Reply>(
             inner.group_manager.as_str(),
             &unregister,
             REQUEST_TIMEOUT,
+            inner.keys.current().as_ref(),
         )
         .await
         {
@@ -300,19 +308,25 @@ impl PeerProcess {
             control_addr: self.control_addr,
             region: self.region.clone(),
         });
-        let reply: Reply = control::request(self.group_manager.as_str(), &req, REQUEST_TIMEOUT)
-            .await
-            .map_err(|e| match e {
-                ControlError::Remote(why) => anyhow::anyhow!(
-                    "the group manager at {} refused the registration: {why}",
-                    self.group_manager
-                ),
-                e => anyhow::anyhow!(
-                    "cannot register with the group manager at {}: {e}; {}",
-                    self.group_manager,
-                    reach::hint(&self.group_manager)
-                ),
-            })?;
+        let keys = self.keys.current();
+        let reply: Reply = control::request_keyed(
+            self.group_manager.as_str(),
+            &req,
+            REQUEST_TIMEOUT,
+            keys.as_ref(),
+        )
+        .await
+        .map_err(|e| match e {
+            ControlError::Remote(why) => anyhow::anyhow!(
+                "the group manager at {} refused the registration: {why}",
+                self.group_manager
+            ),
+            e => anyhow::anyhow!(
+                "cannot register with the group manager at {}: {e}; {}",
+                self.group_manager,
+                reach::hint(&self.group_manager)
+            ),
+        })?;
         Ok(Duration::from_millis(
             reply.ttl_ms.unwrap_or(10_000).max(300),
         ))
@@ -333,10 +347,19 @@ async fn heartbeats(p: Arc<PeerProcess>, ttl: Duration) {
             name: p.name.clone(),
         };
         pause = period;
-        match control::request::<_, _, Reply>(p.group_manager.as_str(), &beat, REQUEST_TIMEOUT)
-            .await
+        let keys = p.keys.current();
+        match control::request_keyed::<_, _, Reply>(
+            p.group_manager.as_str(),
+            &beat,
+            REQUEST_TIMEOUT,
+            keys.as_ref(),
+        )
+        .await
         {
             Ok(_) => {}
+            Err(e) if e.is_key_mismatch() => {
+                tracing::error!("heartbeat refused by the group manager: {e}");
+            }
             Err(ControlError::Remote(why)) => {
                 tracing::info!("group manager: {why}; registering again");
                 match p.register().await {
@@ -359,8 +382,15 @@ async fn heartbeats(p: Arc<PeerProcess>, ttl: Duration) {
 }
 
 /// Answers the commands of one control connection.
-async fn serve_control(p: Arc<PeerProcess>, stream: TcpStream) {
-    let mut framed = Framed::new(stream);
+async fn serve_control(p: Arc<PeerProcess>, stream: TcpStream, keys: Option<KeyRing>) {
+    // With a key, the client proves it holds it before any command is read.
+    let mut framed = match control::accept(stream, keys.as_ref()).await {
+        Ok(framed) => framed,
+        Err(e) => {
+            tracing::warn!("refused a control connection: {e}");
+            return;
+        }
+    };
     loop {
         // An idle control connection is closed after a while; the server
         // keeps its connection busy with nothing, but a stray client should
@@ -516,7 +546,24 @@ async fn start_run(p: &Arc<PeerProcess>, start: StartRun) -> anyhow::Result<()> 
             delivered: Some(outcome.delivered),
             stats: stats_map(&outcome.stats),
         };
-        if let Err(e) = report(start.report_to, &header, outcome.log.as_deref()).await {
+        let dropped: Vec<String> = header
+            .stats
+            .iter()
+            .filter(|(k, v)| k.starts_with("dropped_") && **v > 0)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if !dropped.is_empty() {
+            tracing::warn!("run {run}: dropped and counted: {}", dropped.join(" "));
+        }
+        let keys = proc_.keys.current();
+        if let Err(e) = report(
+            start.report_to,
+            &header,
+            outcome.log.as_deref(),
+            keys.as_ref(),
+        )
+        .await
+        {
             tracing::warn!("could not report run {run} to {}: {e:#}", start.report_to);
         }
         *proc_.state.lock().await = State::Idle;
@@ -603,6 +650,7 @@ async fn take_part(
     if let Some(ms) = start.peer_timeout_ms {
         opts.config.peer_timeout = Duration::from_millis(ms);
     }
+    opts.config.keys = p.keys.current();
     let deadline = Instant::now() + Duration::from_millis(start.deadline_ms.max(1000));
     let (error, stats) = match run_group(p, start, opts, &mut log, abort, deadline).await {
         Ok(stats) => (None, stats),
@@ -791,12 +839,16 @@ async fn sleep_until_some(at: Option<Instant>) {
 
 /// Sends the log to the comparison server (an empty body when there is no
 /// log file).
-async fn report(to: SocketAddr, header: &ReportHeader, log: Option<&Path>) -> anyhow::Result<()> {
+async fn report(
+    to: SocketAddr,
+    header: &ReportHeader,
+    log: Option<&Path>,
+    keys: Option<&KeyRing>,
+) -> anyhow::Result<()> {
     let send = async {
-        let stream = TcpStream::connect(to)
+        let mut framed = control::connect(to, keys)
             .await
             .with_context(|| format!("cannot connect to the server at {to}"))?;
-        let mut framed = Framed::new(stream);
         let body: Box<dyn tokio::io::AsyncBufRead + Unpin + Send> = match log {
             Some(path) => match tokio::fs::File::open(path).await {
                 Ok(f) => Box::new(tokio::io::BufReader::new(f)),
@@ -837,6 +889,13 @@ pub fn stats_map(s: &Stats) -> std::collections::BTreeMap<String, u64> {
         ("dropped_out_of_window", s.dropped_out_of_window),
         ("dropped_config_mismatch", s.dropped_config_mismatch),
         ("protocol_violations", s.protocol_violations),
+        ("dropped_stale_incarnation", s.dropped_stale_incarnation),
+        ("dropped_bad_stamp", s.dropped_bad_stamp),
+        ("dropped_unsealed", s.dropped_unsealed),
+        ("dropped_unauthenticated", s.dropped_unauthenticated),
+        ("dropped_unknown_key", s.dropped_unknown_key),
+        ("dropped_replayed", s.dropped_replayed),
+        ("dropped_wrong_source", s.dropped_wrong_source),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -29,13 +29,13 @@ mod reports;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use mpcomm_check::{Findings, RunSpec};
-use mpcomm_core::{MemberId, OrderKind};
+use mpcomm_core::{KeyRing, MemberId, OrderKind};
 use serde::Serialize;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -47,6 +47,7 @@ use reports::Collected;
 use mpcomm::control::{
     self, ControlError, Framed, GmRequest, MemberSpec, PeerCommand, PeerInfo, Reply, StartRun,
 };
+use mpcomm::secure::Channel;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Once a run's outcome is decided, how long the members that have not
@@ -259,6 +260,8 @@ pub struct Server {
     listener: TcpListener,
     report_to: SocketAddr,
     runs: u64,
+    /// The group key: every control connection is authenticated with it.
+    keys: Option<KeyRing>,
 }
 
 impl Server {
@@ -294,7 +297,14 @@ impl Server {
             listener,
             report_to,
             runs: 0,
+            keys: None,
         })
+    }
+
+    /// Authenticates every control connection with `keys` (the group key).
+    pub fn with_keys(mut self, keys: Option<KeyRing>) -> Server {
+        self.keys = keys;
+        self
     }
 
     /// Where peers send their reports.
@@ -305,7 +315,7 @@ impl Server {
     /// The registered peers, in natural name order: the order their member
     /// ids are given in.
     pub async fn peers(&self) -> anyhow::Result<Vec<PeerInfo>> {
-        members::list(&self.opts.group_manager).await
+        members::list(&self.opts.group_manager, self.keys.as_ref()).await
     }
 
     /// Waits until at least `n` registered peers answer, for up to
@@ -316,7 +326,14 @@ impl Server {
         timeout: Duration,
         progress: &mut dyn FnMut(ServerEvent),
     ) -> anyhow::Result<Vec<PeerInfo>> {
-        members::wait_for_members(&self.opts.group_manager, Some(n), timeout, progress).await
+        members::wait_for_members(
+            &self.opts.group_manager,
+            self.keys.as_ref(),
+            Some(n),
+            timeout,
+            progress,
+        )
+        .await
     }
 
     /// Runs one experiment with every registered peer that answers (at
@@ -332,13 +349,14 @@ impl Server {
     ) -> anyhow::Result<RunOutcome> {
         let peers = members::wait_for_members(
             &self.opts.group_manager,
+            self.keys.as_ref(),
             self.opts.expect,
             self.opts.expect_timeout,
             progress,
         )
         .await?;
         self.runs += 1;
-        let run = new_run_id(self.runs);
+        let run = new_run_id()?;
         let run_dir = create_run_dir(&self.opts.data_dir, params.order)?;
         let deadline = params.deadline();
         let started = Instant::now();
@@ -396,7 +414,7 @@ impl Server {
                 deadline_ms: peer_deadline.as_millis() as u64,
                 peer_timeout_ms: params.peer_timeout.map(|d| d.as_millis() as u64),
             };
-            match start_peer(p.control_addr, start).await {
+            match start_peer(p.control_addr, start, self.keys.as_ref()).await {
                 Ok(framed) => {
                     watchers.push(tokio::spawn(watch_peer(i as MemberId, framed, tx.clone())))
                 }
@@ -417,6 +435,7 @@ impl Server {
 
         let mut collect = Collection {
             run,
+            keys: self.keys.clone(),
             peers: &peers,
             outcomes: &mut outcomes,
             started: started_count,
@@ -500,17 +519,22 @@ impl Server {
     pub async fn stop_everything(&self) -> anyhow::Result<Vec<String>> {
         let mut unreachable = Vec::new();
         for p in self.peers().await.unwrap_or_default() {
-            if let Err(e) =
-                control::request::<_, _, Reply>(p.control_addr, &PeerCommand::Stop, REQUEST_TIMEOUT)
-                    .await
+            if let Err(e) = control::request_keyed::<_, _, Reply>(
+                p.control_addr,
+                &PeerCommand::Stop,
+                REQUEST_TIMEOUT,
+                self.keys.as_ref(),
+            )
+            .await
             {
                 unreachable.push(format!("{}: {e}", p.name));
             }
         }
-        control::request::<_, _, Reply>(
+        control::request_keyed::<_, _, Reply>(
             self.opts.group_manager.as_str(),
             &GmRequest::Stop,
             REQUEST_TIMEOUT,
+            self.keys.as_ref(),
         )
         .await
         .with_context(|| {
@@ -526,6 +550,8 @@ impl Server {
 /// The reports of one run as they come in, and the decision when it ends.
 struct Collection<'a> {
     run: u64,
+    /// The group key, for the reports' and the aborts' connections.
+    keys: Option<KeyRing>,
     peers: &'a [PeerInfo],
     outcomes: &'a mut [MemberOutcome],
     /// Members that were started (the first `started` of them).
@@ -570,9 +596,17 @@ impl Collection<'_> {
                 continue;
             }
             let (addr, run, reason) = (self.peers[i].control_addr, self.run, cause.clone());
+            let keys = self.keys.clone();
             tokio::spawn(async move {
                 let abort = PeerCommand::Abort { run, reason };
-                if let Err(e) = control::request::<_, _, Reply>(addr, &abort, ABORT_TIMEOUT).await {
+                if let Err(e) = control::request_keyed::<_, _, Reply>(
+                    addr,
+                    &abort,
+                    ABORT_TIMEOUT,
+                    keys.as_ref(),
+                )
+                .await
+                {
                     tracing::debug!("could not tell {addr} to abort run {run}: {e}");
                 }
             });
@@ -610,7 +644,7 @@ impl Collection<'_> {
                 accepted = listener.accept() => {
                     if let Ok((stream, _)) = accepted {
                         tokio::spawn(reports::receive_report(
-                            stream, self.run, n, run_dir.to_path_buf(), tx.clone(),
+                            stream, self.keys.clone(), self.run, n, run_dir.to_path_buf(), tx.clone(),
                         ));
                     }
                 }
@@ -749,11 +783,13 @@ async fn write_report(run_dir: &Path) -> Result<PathBuf, String> {
 }
 
 /// Sends the start command and returns the open connection.
-async fn start_peer(addr: SocketAddr, start: StartRun) -> Result<Framed<TcpStream>, ControlError> {
+async fn start_peer(
+    addr: SocketAddr,
+    start: StartRun,
+    keys: Option<&KeyRing>,
+) -> Result<Framed<Channel>, ControlError> {
     let exchange = async {
-        let stream = TcpStream::connect(addr).await?;
-        let _ = stream.set_nodelay(true);
-        let mut framed = Framed::new(stream);
+        let mut framed = control::connect(addr, keys).await?;
         framed.send(&PeerCommand::Start(start)).await?;
         framed
             .recv::<Reply>()
@@ -768,7 +804,7 @@ async fn start_peer(addr: SocketAddr, start: StartRun) -> Result<Framed<TcpStrea
 }
 
 /// Waits for the peer's control connection to close.
-async fn watch_peer(member: MemberId, mut framed: Framed<TcpStream>, tx: mpsc::Sender<Collected>) {
+async fn watch_peer(member: MemberId, mut framed: Framed<Channel>, tx: mpsc::Sender<Collected>) {
     let why = match framed.recv_value().await {
         Ok(None) => "connection closed".to_string(),
         Ok(Some(v)) => format!("unexpected message {v}"),
@@ -777,14 +813,12 @@ async fn watch_peer(member: MemberId, mut framed: Framed<TcpStream>, tx: mpsc::S
     let _ = tx.send(Collected::Disconnected { member, why }).await;
 }
 
-/// A run id unique across this server's runs and, in practice, across
-/// servers: the time in milliseconds, with the run counter in the low bits.
-fn new_run_id(counter: u64) -> u64 {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    (ms << 8) | (counter & 0xff)
+/// A run id from the operating system's random generator: unique across
+/// runs and servers in practice, and unguessable, so that nobody can prepare
+/// datagrams for a run before it starts (ids made of the time and a counter
+/// could be guessed).
+fn new_run_id() -> anyhow::Result<u64> {
+    mpcomm::runtime::random_u64().context("no random numbers from the system for the run id")
 }
 
 /// Creates `DATA_DIR/YYYYMMDD-HHMMSS-ORDER[-k]`.
@@ -792,4 +826,22 @@ fn create_run_dir(data_dir: &Path, order: OrderKind) -> anyhow::Result<PathBuf> 
     let name = format!("{}-{order}", now_stamp());
     create_unique_dir(data_dir, &name)
         .with_context(|| format!("cannot create a run directory in {}", data_dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+
+    /// Run ids were `(ms << 8) | counter`: two runs of one server differed
+    /// in a few low bits, and the next id could be guessed. Now each is 64
+    /// random bits.
+    #[test]
+    fn run_ids_are_random() {
+        let a = super::new_run_id().unwrap();
+        let b = super::new_run_id().unwrap();
+        assert!((a ^ b).count_ones() > 8, "{a:#x} {b:#x}");
+        assert!(
+            (a ^ b) >> 48 != 0,
+            "the high bits differ too: {a:#x} {b:#x}"
+        );
+    }
 }

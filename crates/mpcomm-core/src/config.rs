@@ -5,6 +5,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::order::OrderKind;
+use crate::seal::KeyRing;
 use crate::trace::TraceLimits;
 use crate::wire::{self, MemberId};
 
@@ -33,6 +34,13 @@ pub struct Config {
     /// supplies it (the runtime from the operating system, the simulator
     /// from its seed). It is a local choice, not part of the digest.
     pub incarnation: u64,
+    /// The group key(s). With keys, every datagram is sealed (authenticated
+    /// and encrypted, see [`crate::seal`]) and datagrams in the clear are
+    /// dropped; without, datagrams travel in the clear and anyone who can
+    /// reach the socket can speak for any member. A local choice, not part
+    /// of the digest: members with different keys simply never hear each
+    /// other.
+    pub keys: Option<KeyRing>,
     /// Group size N; members are `0..N`.
     pub members: usize,
     /// Delivery order.
@@ -89,6 +97,7 @@ impl Config {
             run_id,
             me,
             incarnation: 0,
+            keys: None,
             members,
             order,
             window: 4096,

@@ -20,6 +20,7 @@
 //! | [`link`] | reliable FIFO streams over lossy UDP: acks, retransmission, windows |
 //! | [`order`] | ordering engines: `none`, `fifo`, `causal`, `sequencer`, `total` |
 //! | [`membership`] | views, the failure detector's verdicts, the flush that changes views |
+//! | [`seal`] | authenticated encryption of datagrams with the group key |
 //! | [`peer`] | one member of a group: handshake, multicast, delivery, view changes, completion |
 //! | [`trace`] | what a peer did and why a message waited, when tracing is on |
 //!
@@ -52,6 +53,7 @@ pub mod link;
 pub mod membership;
 pub mod order;
 pub mod peer;
+pub mod seal;
 pub mod time;
 pub mod trace;
 pub mod vclock;
@@ -60,6 +62,7 @@ pub mod wire;
 pub use config::{Config, ConfigError};
 pub use order::{OrderKind, Ordering};
 pub use peer::{Delivery, Event, Peer, PeerError, SendError, Stats, Transmit};
+pub use seal::{GroupKey, KeyRing};
 pub use time::Time;
 pub use trace::{TraceEvent, TraceKind, TraceLimits, WaitReason};
 pub use wire::MemberId;

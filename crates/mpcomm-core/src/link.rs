@@ -681,6 +681,11 @@ impl RecvStream {
         }
     }
 
+    /// The position of the next record to release in order.
+    pub fn next_seq(&self) -> u64 {
+        self.next
+    }
+
     /// Stores a record that [`RecvStream::classify`] called new and pushes
     /// every record that is now in order onto `released`.
     pub fn insert(&mut self, rec: Record, released: &mut Vec<Record>) {

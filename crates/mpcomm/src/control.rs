@@ -70,6 +70,9 @@ use tokio::io::{
 };
 use tokio::net::{TcpStream, ToSocketAddrs};
 
+use crate::secure::{self, Channel};
+use mpcomm_core::seal::KeyRing;
+
 /// The longest line (in bytes, without the terminating `\n`) accepted by
 /// default.
 pub const MAX_LINE: usize = 1 << 20;
@@ -123,6 +126,22 @@ pub enum ControlError {
     /// (e.g. a report with fewer entries than announced).
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The other side holds another group key, or none while we hold one
+    /// (or the reverse); see [`crate::secure`]. No retry can fix this.
+    #[error("{0} (the group keys differ: give every process the same --key file)")]
+    KeyMismatch(String),
+}
+
+impl ControlError {
+    /// Whether retrying cannot help: the keys differ (also when a keyless
+    /// client is told so by a keyed server, in a JSON error reply).
+    pub fn is_key_mismatch(&self) -> bool {
+        match self {
+            ControlError::KeyMismatch(_) => true,
+            ControlError::Remote(msg) => msg.contains("the keys differ"),
+            _ => false,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -401,12 +420,46 @@ where
     Req: Serialize + ?Sized,
     Resp: DeserializeOwned,
 {
+    request_keyed(addr, req, timeout, None).await
+}
+
+/// Connects to `addr` and, with keys, authenticates the connection (see
+/// [`crate::secure`]) before returning it.
+pub async fn connect<A>(addr: A, keys: Option<&KeyRing>) -> Result<Framed<Channel>, ControlError>
+where
+    A: ToSocketAddrs + fmt::Display,
+{
+    let stream = TcpStream::connect(&addr)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot connect to {addr}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    Ok(Framed::new(secure::client(stream, keys).await?))
+}
+
+/// Accepts a connection: with keys, authenticates it before anything is
+/// read from it (see [`crate::secure`]).
+pub async fn accept(
+    stream: TcpStream,
+    keys: Option<&KeyRing>,
+) -> Result<Framed<Channel>, ControlError> {
+    let _ = stream.set_nodelay(true);
+    Ok(Framed::new(secure::server(stream, keys).await?))
+}
+
+/// [`request`] with the group keys: the connection is authenticated first.
+pub async fn request_keyed<A, Req, Resp>(
+    addr: A,
+    req: &Req,
+    timeout: Duration,
+    keys: Option<&KeyRing>,
+) -> Result<Resp, ControlError>
+where
+    A: ToSocketAddrs + fmt::Display,
+    Req: Serialize + ?Sized,
+    Resp: DeserializeOwned,
+{
     let exchange = async {
-        let stream = TcpStream::connect(&addr)
-            .await
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot connect to {addr}: {e}")))?;
-        let _ = stream.set_nodelay(true);
-        let mut framed = Framed::new(stream);
+        let mut framed = connect(&addr, keys).await?;
         framed.send(req).await?;
         let value = framed.recv_value().await?.ok_or(ControlError::Closed)?;
         if let Some(msg) = remote_error(&value) {

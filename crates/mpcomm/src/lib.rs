@@ -14,7 +14,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `wan` | wide-area network emulation on outgoing datagrams (`runtime::WanConfig`) |
-//! | `control` | the JSON-lines control plane: the group manager's requests, run commands, log upload (`mpcomm::control`) |
+//! | `control` | the JSON-lines control plane: the group manager's requests, run commands, log upload (`mpcomm::control`), authenticated with the group key (`mpcomm::secure`) |
 //! | `check` | the offline checker of delivery logs (`mpcomm::check`) |
 //!
 //! None is on by default: the library alone needs only tokio and a few
@@ -23,7 +23,10 @@
 
 #[cfg(feature = "control")]
 pub mod control;
+pub mod keyfile;
 pub mod runtime;
+#[cfg(feature = "control")]
+pub mod secure;
 
 #[cfg(feature = "check")]
 pub use mpcomm_check as check;

@@ -21,6 +21,7 @@ use anyhow::bail;
 use tokio::time::Instant;
 
 use mpcomm::control::{self, GmRequest, PeerCommand, PeerInfo, Reply};
+use mpcomm_core::KeyRing;
 
 use super::ServerEvent;
 
@@ -42,8 +43,11 @@ pub(super) struct Roll {
 }
 
 /// Lists the peers at the group manager.
-pub(super) async fn list(group_manager: &str) -> anyhow::Result<Vec<PeerInfo>> {
-    let reply: Reply = control::request(group_manager, &GmRequest::List, LIST_TIMEOUT)
+pub(super) async fn list(
+    group_manager: &str,
+    keys: Option<&KeyRing>,
+) -> anyhow::Result<Vec<PeerInfo>> {
+    let reply: Reply = control::request_keyed(group_manager, &GmRequest::List, LIST_TIMEOUT, keys)
         .await
         .map_err(|e| {
             anyhow::anyhow!(
@@ -57,14 +61,19 @@ pub(super) async fn list(group_manager: &str) -> anyhow::Result<Vec<PeerInfo>> {
 }
 
 /// Lists the peers and pings every one of them, all at once.
-pub(super) async fn roll_call(group_manager: &str) -> anyhow::Result<Roll> {
-    let listed = list(group_manager).await?;
+pub(super) async fn roll_call(group_manager: &str, keys: Option<&KeyRing>) -> anyhow::Result<Roll> {
+    let listed = list(group_manager, keys).await?;
     let pings = listed.iter().map(|p| {
         let p = p.clone();
+        let keys = keys.cloned();
         tokio::spawn(async move {
-            let answer =
-                control::request::<_, _, Reply>(p.control_addr, &PeerCommand::Ping, PING_TIMEOUT)
-                    .await;
+            let answer = control::request_keyed::<_, _, Reply>(
+                p.control_addr,
+                &PeerCommand::Ping,
+                PING_TIMEOUT,
+                keys.as_ref(),
+            )
+            .await;
             let verdict = match answer {
                 Ok(r) if r.name.as_deref() == Some(p.name.as_str()) => Ok(()),
                 Ok(r) => Err(format!(
@@ -97,6 +106,7 @@ pub(super) async fn roll_call(group_manager: &str) -> anyhow::Result<Roll> {
 /// listed peers do not, and why.
 pub(super) async fn wait_for_members(
     group_manager: &str,
+    keys: Option<&KeyRing>,
     expect: Option<usize>,
     timeout: Duration,
     progress: &mut dyn FnMut(ServerEvent),
@@ -107,7 +117,7 @@ pub(super) async fn wait_for_members(
     // changes, and now and then while it does not.
     let mut said: Option<(usize, Instant)> = None;
     loop {
-        match roll_call(group_manager).await {
+        match roll_call(group_manager, keys).await {
             Ok(roll) => {
                 let n = roll.answering.len();
                 if n >= wanted {

@@ -21,10 +21,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use mpcomm::control::{self, ControlError, Framed, Reply, ReportHeader, ReportMsg};
+use mpcomm::control::{self, ControlError, Reply, ReportHeader, ReportMsg};
 use mpcomm_check::PeerLog;
 use mpcomm_check::log::LogErrorKind;
-use mpcomm_core::MemberId;
+use mpcomm_core::{KeyRing, MemberId};
 
 /// How long receiving one report may take.
 const RECEIVE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -49,12 +49,21 @@ pub(super) fn log_name(id: MemberId) -> String {
 /// Receives one report and writes its log durably into the run directory.
 pub(super) async fn receive_report(
     stream: TcpStream,
+    keys: Option<KeyRing>,
     run: u64,
     n: usize,
     dir: PathBuf,
     tx: mpsc::Sender<Collected>,
 ) {
-    let mut framed = Framed::new(stream);
+    // With a key, the sender proves it holds it before anything is read
+    // (within the handshake's own timeout).
+    let mut framed = match control::accept(stream, keys.as_ref()).await {
+        Ok(framed) => framed,
+        Err(e) => {
+            tracing::warn!("refused a report connection: {e}");
+            return;
+        }
+    };
     let mut member = None;
     let mut tmp: Option<PathBuf> = None;
     let result = tokio::time::timeout(RECEIVE_TIMEOUT, async {

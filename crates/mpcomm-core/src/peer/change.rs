@@ -765,7 +765,9 @@ impl Peer {
                 }
             }
         }
-        self.clock.observe(decision.clock);
+        if self.clock.observe(decision.clock).is_err() {
+            self.stats.dropped_bad_stamp += 1; // a clock no sane member reports
+        }
         self.finished_members
             .extend(decision.finished.iter().copied());
         // Fresh streams and engine for the new view.

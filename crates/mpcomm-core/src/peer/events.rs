@@ -96,6 +96,11 @@ pub enum PeerError {
         /// How we learned it.
         detail: String,
     },
+    /// Our Lamport clock or our nonce counter cannot advance any more (after
+    /// 2⁶³ events: never in practice). Stopping is the only safe answer: a
+    /// repeated stamp would break the order, a repeated nonce the seal.
+    #[error("this member's clock or nonce counter is exhausted")]
+    Exhausted,
 }
 
 fn mismatch_note(mismatched: &[MemberId]) -> String {
@@ -201,6 +206,24 @@ pub struct Stats {
     /// Frames that broke the protocol (acking unsent records, data after
     /// end-of-stream, …).
     pub protocol_violations: u64,
+    /// Records and ACKs whose stamp broke clock sanity: above
+    /// [`crate::clock::MAX_STAMP`], or not above the sender's previous
+    /// record or the clock it promised in an ACK. Dropped so that no member
+    /// can poison the order.
+    pub dropped_bad_stamp: u64,
+    /// With a key: datagrams that arrived in the clear.
+    pub dropped_unsealed: u64,
+    /// With a key: sealed datagrams whose tag did not verify (forged,
+    /// corrupted, truncated, another key, another run).
+    pub dropped_unauthenticated: u64,
+    /// With a key: sealed datagrams naming a key epoch we do not hold.
+    pub dropped_unknown_key: u64,
+    /// With a key: authentic datagrams we had already accepted (replays).
+    pub dropped_replayed: u64,
+    /// Datagrams whose source address is not the claimed member's (the
+    /// runtime sees addresses; see
+    /// [`Peer::handle_datagram_from`](crate::Peer::handle_datagram_from)).
+    pub dropped_wrong_source: u64,
     /// The most recent decode error, for logs.
     pub last_decode_error: Option<DecodeError>,
 }
@@ -216,5 +239,11 @@ impl Stats {
             + self.dropped_config_mismatch
             + self.dropped_stale_incarnation
             + self.protocol_violations
+            + self.dropped_bad_stamp
+            + self.dropped_unsealed
+            + self.dropped_unauthenticated
+            + self.dropped_unknown_key
+            + self.dropped_replayed
+            + self.dropped_wrong_source
     }
 }

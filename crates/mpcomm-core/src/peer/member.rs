@@ -73,6 +73,10 @@ pub(super) struct Member {
     pub view_out: VecDeque<(ViewHead, Vec<Item>)>,
     /// Records of other members' streams to relay to it.
     pub relay_out: VecDeque<Record>,
+    /// Every record of its stream released from now on must be stamped
+    /// above this: the stamp of its previous record, or a clock it promised
+    /// in an ACK, whichever is higher (clock sanity).
+    pub stamp_floor: u64,
 }
 
 impl Member {
@@ -80,6 +84,7 @@ impl Member {
         Member {
             alive: false,
             hello_acked: false,
+            stamp_floor: 0,
             hello_next: now,
             hello_interval,
             hello_ack_due: false,
@@ -125,6 +130,7 @@ impl Member {
         self.nak_backoff = 1;
         self.nak_due = false;
         self.recv = RecvStream::new(window);
+        self.stamp_floor = 0;
         self.last_heard = self.last_heard.max(now);
         self.relay_out.clear();
     }

@@ -70,17 +70,19 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::clock::LamportClock;
 use crate::config::{Config, ConfigError};
 use crate::link::{RttEstimator, SendStream};
 use crate::membership::{MemberRef, View};
 use crate::order::{OrderKind, Ordering};
+use crate::seal::{OpenError, Opener, Sealer};
 use crate::time::Time;
 use crate::trace::{TraceCut, TraceEvent, Tracer};
 use crate::wire::{
-    Ack, Datagram, DatagramWriter, Frame, Header, Hello, MAX_PAYLOAD, MemberId, Record, RecordKind,
+    Ack, Datagram, DatagramWriter, FLAG_SEALED, Frame, HEADER_LEN, Header, Hello, MAX_DATAGRAM,
+    MAX_PAYLOAD, MemberId, Record, RecordKind, SEAL_RESERVE,
 };
 
 mod change;
@@ -140,6 +142,8 @@ pub struct Peer {
     stats: Stats,
     /// The trace recorder, when tracing is on ([`Config::trace`]).
     trace: Option<Tracer>,
+    /// With a key: seals our datagrams and opens everyone else's.
+    seal: Option<(Sealer, Opener)>,
     // --- membership (see `change`) ---
     /// Members of the current view we suspect (sticky until the view
     /// changes).
@@ -215,6 +219,12 @@ impl Peer {
             released: Vec::new(),
             stats: Stats::default(),
             trace: cfg.trace.map(|limits| Tracer::new(cfg.me, limits)),
+            seal: cfg.keys.as_ref().map(|keys| {
+                (
+                    Sealer::new(keys, cfg.run_id, cfg.me, cfg.incarnation),
+                    Opener::new(keys, cfg.run_id, cfg.members),
+                )
+            }),
             suspects: BTreeSet::new(),
             hearsay: BTreeSet::new(),
             joiners: BTreeMap::new(),
@@ -372,11 +382,26 @@ impl Peer {
     /// Handles one received datagram. Anything invalid is dropped and counted
     /// in [`Peer::stats`]; nothing here can panic or block.
     pub fn handle_datagram(&mut self, now: Time, bytes: Bytes) {
+        self.handle_datagram_from(now, bytes, true);
+    }
+
+    /// [`Peer::handle_datagram`] for a caller that sees source addresses:
+    /// `from_claimed_address` says whether the datagram came from the
+    /// address of the member its header names. If not, a datagram that is
+    /// otherwise for us is dropped and counted as
+    /// [`Stats::dropped_wrong_source`] (the core never sees addresses; the
+    /// runtime does). A restarted member's new process may come from a new
+    /// address: the runtime learns it from the view change (a HELLO or VIEW
+    /// message is let through for that reason).
+    pub fn handle_datagram_from(&mut self, now: Time, bytes: Bytes, from_claimed_address: bool) {
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += bytes.len() as u64;
         if self.phase == Phase::Failed {
             return;
         }
+        let Some(bytes) = self.open(bytes) else {
+            return;
+        };
         let dgram = match Datagram::parse(bytes) {
             Ok(d) => d,
             Err(e) => {
@@ -399,6 +424,10 @@ impl Peer {
         }
         if usize::from(from) >= self.cfg.members || from == self.cfg.me {
             self.stats.dropped_unknown_sender += 1;
+            return;
+        }
+        if !from_claimed_address {
+            self.stats.dropped_wrong_source += 1;
             return;
         }
         match self.classify(now, &header) {
@@ -537,7 +566,13 @@ impl Peer {
             incarnation: self.cfg.incarnation,
             view: self.view.id,
         };
-        let mut w = DatagramWriter::new(buf, header)?;
+        // A datagram to be sealed leaves room for the seal's trailer.
+        let limit = if self.seal.is_some() {
+            MAX_DATAGRAM - SEAL_RESERVE
+        } else {
+            MAX_DATAGRAM
+        };
+        let mut w = DatagramWriter::with_limit(buf, header, limit)?;
         // View-change messages first: they are rare, and the group waits
         // for them. One part per datagram at most, so that every part fits.
         if let Some((head, items)) = self.members[k].view_out.front()
@@ -602,7 +637,48 @@ impl Peer {
             // due after all.
             return None;
         }
-        Some(w.finish())
+        let len = w.finish();
+        match self.seal.as_mut() {
+            None => Some(len),
+            Some((sealer, _)) => match sealer.seal(buf, len) {
+                Ok(sealed) => Some(sealed),
+                Err(crate::seal::SealError::Exhausted) => {
+                    self.fail(PeerError::Exhausted);
+                    None
+                }
+                Err(crate::seal::SealError::NoRoom) => None,
+            },
+        }
+    }
+
+    /// With a key, authenticates and decrypts a sealed datagram (see
+    /// [`crate::seal`]); anything else is dropped and counted. Without a key,
+    /// passes the datagram through.
+    fn open(&mut self, bytes: Bytes) -> Option<Bytes> {
+        let Some((_, opener)) = self.seal.as_mut() else {
+            return Some(bytes);
+        };
+        if bytes.len() < HEADER_LEN || bytes[3] & FLAG_SEALED == 0 {
+            self.stats.dropped_unsealed += 1;
+            return None;
+        }
+        // The runtime hands over a buffer nobody else holds: no copy here.
+        let mut buf = BytesMut::from(bytes);
+        match opener.open(&mut buf) {
+            Ok(len) => {
+                buf.truncate(len);
+                Some(buf.freeze())
+            }
+            Err(e) => {
+                match e {
+                    OpenError::NotSealed => self.stats.dropped_unsealed += 1,
+                    OpenError::UnknownEpoch(_) => self.stats.dropped_unknown_key += 1,
+                    OpenError::Unauthentic => self.stats.dropped_unauthenticated += 1,
+                    OpenError::Replayed(_) => self.stats.dropped_replayed += 1,
+                }
+                None
+            }
+        }
     }
 
     /// Fails the run, once.

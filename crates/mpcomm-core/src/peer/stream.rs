@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{Event, Peer, Phase};
+use crate::clock::MAX_STAMP;
 use crate::link::{AckInfo, Arrival};
 use crate::membership::MemberRef;
 use crate::time::Time;
@@ -60,6 +61,10 @@ impl Peer {
     }
 
     pub(super) fn on_ack(&mut self, now: Time, from: MemberId, ack: Ack) {
+        if ack.clock > MAX_STAMP {
+            self.stats.dropped_bad_stamp += 1;
+            return;
+        }
         let info = AckInfo {
             cum: ack.cum,
             sack: ack.sack,
@@ -84,6 +89,7 @@ impl Peer {
             m.ack_due = Some(now);
         }
         if let Some(clock) = m.recv.bound_from_ack(ack.sent, ack.clock) {
+            m.stamp_floor = m.stamp_floor.max(clock);
             self.engine.on_bound(from, clock);
         }
         self.update_gap(usize::from(from), now);
@@ -142,6 +148,16 @@ impl Peer {
     pub(super) fn accept_record(&mut self, now: Time, rec: Record) -> bool {
         let idx = usize::from(rec.sender);
         let m = &mut self.members[idx];
+        // Clock sanity before the record touches anything: a stamp above the
+        // bound, or (when it is the next record of the stream, so its
+        // predecessor is known) not above its sender's floor, is dropped
+        // unstored, so a genuine record of that position can still come.
+        if rec.stamp > MAX_STAMP
+            || (rec.link_seq == m.recv.released() && rec.stamp <= m.stamp_floor)
+        {
+            self.stats.dropped_bad_stamp += 1;
+            return false;
+        }
         match m.recv.classify(rec.link_seq) {
             Arrival::Duplicate => {
                 self.stats.duplicates += 1;
@@ -153,7 +169,10 @@ impl Peer {
             }
             Arrival::New => {}
         }
-        self.clock.observe(rec.stamp);
+        if self.clock.observe(rec.stamp).is_err() {
+            self.stats.dropped_bad_stamp += 1; // (checked above; kept for safety)
+            return false;
+        }
         self.engine.on_arrival(&rec);
         self.trace_event(now, TraceKind::Arrive(MsgRef::of(&rec)));
         let m = &mut self.members[idx];
@@ -170,13 +189,28 @@ impl Peer {
                 // it; data and end-of-stream records count when delivered.
                 self.members[idx].consumed += 1;
             }
-            let sender = r.sender;
-            self.engine.on_fifo(r);
-            if let Some(clock) = self.members[idx].recv.take_ready_bound() {
-                self.engine.on_bound(sender, clock);
+            let m = &mut self.members[idx];
+            // A record that arrived early is checked when its turn comes: its
+            // stamp must exceed its predecessor's and every clock its sender
+            // promised for this position. If not, the ordering engine never
+            // sees it (it would be sorted before records already delivered).
+            if r.stamp <= m.stamp_floor {
+                self.stats.dropped_bad_stamp += 1;
+            } else {
+                m.stamp_floor = r.stamp;
+                self.engine.on_fifo(r);
             }
         }
         self.released = released;
+        // An ACK's claim waiting for these records holds once all of them
+        // are through: not earlier, since the link released the whole batch
+        // at once and a claim made after record k says nothing about the
+        // records before k still in the batch.
+        let m = &mut self.members[idx];
+        if let Some(clock) = m.recv.take_ready_bound() {
+            m.stamp_floor = m.stamp_floor.max(clock);
+            self.engine.on_bound(idx as MemberId, clock);
+        }
         true
     }
 
@@ -188,11 +222,15 @@ impl Peer {
             ext.truncate(MAX_EXT); // an engine bug; never let it break the wire
             self.stats.protocol_violations += 1;
         }
+        let Some(stamp) = self.clock.tick() else {
+            self.fail(super::PeerError::Exhausted);
+            return;
+        };
         let rec = Record {
             sender: self.cfg.me,
             link_seq: self.send.next_seq(),
             kind,
-            stamp: self.clock.tick(),
+            stamp,
             ext,
             payload,
         };

@@ -536,7 +536,12 @@ fn decode_frame(
             for w in 0..usize::from(words) {
                 sack.words[w] = b.get_u64();
             }
+            // Trailing zero words say nothing; dropping them keeps a decoded
+            // SACK equal to the same SACK built or re-encoded (found by the
+            // fuzzer: a zero word made a decoded ACK differ from itself
+            // re-encoded).
             sack.len = words;
+            sack.len = sack.encoded_words() as u8;
             Frame::Ack(Ack {
                 cum,
                 sack,
@@ -804,6 +809,31 @@ pub fn encode(header: Header, frames: &[Frame]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fuzzer finding (fuzz/corpus/datagram/crash-reencode-1): an ACK whose
+    /// SACK words end in zeros decoded to a value unequal to itself
+    /// re-encoded.
+    #[test]
+    fn trailing_zero_sack_words_decode_to_the_empty_sack() {
+        let h = Header {
+            run_id: 1,
+            from: 1,
+            to: 0,
+            incarnation: 1,
+            view: 1,
+        };
+        let mut bytes = encode(h, &[]).unwrap_or_default();
+        bytes.truncate(HEADER_LEN);
+        bytes.extend_from_slice(&[kind::ACK, 0, (ACK_FIXED_LEN + 8) as u8]);
+        bytes.extend_from_slice(&[0; 24]);
+        bytes.extend_from_slice(&[0, 1]);
+        bytes.extend_from_slice(&[0; 8]);
+        let d = Datagram::parse(Bytes::from(bytes)).unwrap();
+        let Some(Frame::Ack(a)) = d.frames().next() else {
+            panic!("no ACK");
+        };
+        assert_eq!(a.sack, Sack::empty());
+    }
     use proptest::prelude::*;
 
     fn header() -> Header {

@@ -575,10 +575,14 @@ impl Driver {
     fn receive(&mut self, buf: &mut [u8]) {
         for _ in 0..RECV_BATCH {
             match self.socket.try_recv_from(buf) {
-                Ok((len, _from)) => {
+                Ok((len, from)) => {
+                    let source_ok = self.source_ok(&buf[..len], from);
                     let now = self.now();
-                    self.peer
-                        .handle_datagram(now, Bytes::copy_from_slice(&buf[..len]));
+                    self.peer.handle_datagram_from(
+                        now,
+                        Bytes::copy_from_slice(&buf[..len]),
+                        source_ok,
+                    );
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -586,6 +590,28 @@ impl Driver {
                     break;
                 }
             }
+        }
+    }
+
+    /// Without a key, a datagram is accepted only from the address of the
+    /// member its header names (the address that member registered: IP and
+    /// port, as advertised), so that nobody can speak for a member just by
+    /// writing its id into a header. This is weak (source addresses can be
+    /// forged by anyone on the path, or on the same host) and it breaks where
+    /// a NAT rewrites a member's source to something other than the address
+    /// it advertised, which is why, with a key, the check is skipped: the
+    /// seal proves who sent a datagram far better than its address.
+    /// The core drops a datagram from the wrong address only once it knows
+    /// it is otherwise a datagram for us (so garbage still counts as
+    /// malformed, another run's datagram as another run's).
+    fn source_ok(&self, bytes: &[u8], source: SocketAddr) -> bool {
+        if self.peer.config().keys.is_some() || bytes.len() < 14 {
+            return true;
+        }
+        let claimed = u16::from_be_bytes([bytes[12], bytes[13]]);
+        match self.addrs.get(usize::from(claimed)) {
+            Some(addr) => same_endpoint(*addr, source),
+            None => true,
         }
     }
 
@@ -668,6 +694,12 @@ pub fn random_u64() -> Result<u64, getrandom::Error> {
             return Ok(v);
         }
     }
+}
+
+/// Whether two socket addresses are the same endpoint (an IPv4 address and
+/// its IPv4-mapped IPv6 form are the same).
+fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical()
 }
 
 async fn send(socket: &UdpSocket, bytes: &[u8], addr: SocketAddr) {
