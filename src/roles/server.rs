@@ -444,6 +444,8 @@ impl Server {
             lost: vec![false; n],
             cause: None,
             closing: None,
+            patience: params.peer_timeout.unwrap_or(Duration::from_secs(10)) + GRACE,
+            first_done: None,
             begun: started,
         };
         collect
@@ -567,6 +569,12 @@ struct Collection<'a> {
     /// When the grace for the last reports ends, once the outcome is
     /// decided.
     closing: Option<Instant>,
+    /// How long members may take to report after the first one completed:
+    /// with views, a member that stopped answering is excluded and the
+    /// others complete without it, so its report may never come.
+    patience: Duration,
+    /// When that patience ends, once a member completed.
+    first_done: Option<Instant>,
     begun: Instant,
 }
 
@@ -675,6 +683,9 @@ impl Collection<'_> {
                             received: self.received,
                             total: n,
                         });
+                        if header.status == "completed" && self.first_done.is_none() {
+                            self.first_done = Some(Instant::now() + self.patience);
+                        }
                         if header.status != "completed" {
                             let why = header.error.as_deref().unwrap_or("no reason given");
                             let cause = format!("{} failed: {why}", self.name(i));
@@ -708,6 +719,21 @@ impl Collection<'_> {
                         format!(
                             "run deadline of {deadline:?} passed; no report from {}",
                             missing.join(", ")
+                        ),
+                        progress,
+                    );
+                }
+                () = tokio::time::sleep_until(self.first_done.unwrap_or(until)), if grace.is_none() && self.first_done.is_some() => {
+                    let missing: Vec<String> = (0..n)
+                        .filter(|&i| !self.settled(i))
+                        .map(|i| self.name(i))
+                        .collect();
+                    self.decide(
+                        format!(
+                            "no report from {} within {:?} of the first member's completion \
+                             (the others went on without it: it stopped answering)",
+                            missing.join(", "),
+                            self.patience
                         ),
                         progress,
                     );
