@@ -825,7 +825,7 @@ mod tests {
         let mut bytes = encode(h, &[]).unwrap_or_default();
         bytes.truncate(HEADER_LEN);
         bytes.extend_from_slice(&[kind::ACK, 0, (ACK_FIXED_LEN + 8) as u8]);
-        bytes.extend_from_slice(&[0; 24]);
+        bytes.extend_from_slice(&[0; 40]);
         bytes.extend_from_slice(&[0, 1]);
         bytes.extend_from_slice(&[0; 8]);
         let d = Datagram::parse(Bytes::from(bytes)).unwrap();
