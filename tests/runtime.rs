@@ -117,3 +117,85 @@ async fn fifo_over_loopback_keeps_each_senders_order() {
         }
     }
 }
+
+/// A member that stops dead (its driver aborted: no more datagrams, like a
+/// `kill -9`) becomes a view change over real sockets: the other three
+/// install a view without it, complete, and deliver the same sequence —
+/// their own messages all, and the same prefix of the dead member's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_dies_becomes_a_view_change_over_loopback() {
+    const N: usize = 4;
+    const M: u64 = 300;
+    let sockets: Vec<_> = (0..N)
+        .map(|_| bind_udp("127.0.0.1:0".parse::<SocketAddr>().unwrap()).unwrap())
+        .collect();
+    let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+    let mut tasks = Vec::new();
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let opts = GroupOptions::new(78, i as MemberId, addrs.clone(), OrderKind::Total);
+        tasks.push(tokio::spawn(async move {
+            let group = Group::join(opts, socket).await.expect("join");
+            let (mut tx, mut rx, control) = group.split();
+            let sender = tokio::spawn(async move {
+                for k in 0..M {
+                    if tx.multicast(Bytes::from(format!("{i}:{k}"))).await.is_err() {
+                        return; // the victim's driver is gone
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                let _ = tx.finish().await;
+            });
+            let mut seen = Vec::new();
+            let mut views = Vec::new();
+            while let Some(ev) = rx.next().await {
+                match ev {
+                    GroupEvent::Delivery(d) => {
+                        seen.push((d.sender, d.seq));
+                        if i == N - 1 && seen.len() == 200 {
+                            control.abort(); // dies mid-run
+                            break;
+                        }
+                    }
+                    GroupEvent::View {
+                        id, members, left, ..
+                    } => views.push((id, members, left)),
+                    GroupEvent::Completed => break,
+                    GroupEvent::Failed(e) => panic!("member {i} failed: {e}"),
+                }
+            }
+            sender.abort();
+            (seen, views)
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(
+            tokio::time::timeout(Duration::from_secs(60), t)
+                .await
+                .expect("the survivors finish long before the peer timeout would fail them")
+                .expect("task"),
+        );
+    }
+    let survivors = &out[..N - 1];
+    for (i, (seen, views)) in survivors.iter().enumerate() {
+        assert!(
+            views
+                .iter()
+                .any(|(id, members, left)| *id >= 2 && left == &[3] && members == &[0, 1, 2]),
+            "member {i} installed a view without member 3: {views:?}"
+        );
+        for s in 0..3u16 {
+            assert_eq!(
+                seen.iter().filter(|(x, _)| *x == s).count() as u64,
+                M,
+                "member {i} delivered every message of survivor {s}"
+            );
+        }
+        assert_eq!(seen, &survivors[0].0, "the survivors agree on one sequence");
+    }
+    let of_victim = survivors[0].0.iter().filter(|(x, _)| *x == 3).count();
+    assert!(
+        of_victim > 0 && (of_victim as u64) < M,
+        "a prefix of the dead member's messages: {of_victim}"
+    );
+}
