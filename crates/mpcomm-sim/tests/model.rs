@@ -747,10 +747,10 @@ fn replay_schedule(sc: &Scenario, schedule: &[Choice]) -> Result<(), String> {
 }
 
 /// Adversarial steps when the crash comes first and the flush is under way.
-const FLUSH_DEPTH: usize = 5;
+const FLUSH_DEPTH: usize = 14;
 
 const BOUNDS: Bounds = Bounds {
-    depth: 4,
+    depth: 5,
     losses: 1,
     dups: 1,
     crashes: 1,
