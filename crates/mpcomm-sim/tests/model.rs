@@ -65,7 +65,8 @@
 //! completed (or, if the adversary delayed it past the failure detector,
 //! was excluded — and then the others completed without it), delivered its
 //! own messages, and every peer that completed in the same view delivered
-//! the same messages.
+//! the same messages; and the project's own checker
+//! (`mpcomm_check::check_virtual_synchrony`) agrees.
 //!
 //! A violation panics with the schedule that reproduces it: the choices
 //! (as a Rust literal, to paste into [`replay_schedule`]) and what each step
@@ -77,6 +78,7 @@ use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use mpcomm_check::{LogEntry, PeerLog, ViewLog, ViewMark, check_virtual_synchrony};
 use mpcomm_core::wire::MAX_DATAGRAM;
 use mpcomm_core::{Config, Event, MemberId, OrderKind, Peer, PeerError, Time};
 
@@ -524,11 +526,70 @@ fn check_safety(sc: &Scenario, marks: &[Vec<Mark>]) -> Result<(), String> {
     Ok(())
 }
 
+/// The project's own checker of virtual synchrony
+/// ([`mpcomm_check::check_virtual_synchrony`]) over the same streams: a
+/// second opinion, at the leaves.
+fn project_checker(sc: &Scenario, w: &World) -> Result<(), String> {
+    let mut logs = Vec::new();
+    let mut views = Vec::new();
+    for p in 0..N {
+        let mut entries = Vec::new();
+        let mut vl = ViewLog {
+            survivor: w.alive[p] && w.marks[p].contains(&Mark::Completed),
+            sent: sc.sends[p],
+            ..ViewLog::default()
+        };
+        let mut before: Vec<MemberId> = Vec::new();
+        for m in &w.marks[p] {
+            match m {
+                Mark::View(id, members) => {
+                    vl.marks.push(ViewMark {
+                        at: entries.len(),
+                        id: *id,
+                        members: members.clone(),
+                        joined: members
+                            .iter()
+                            .filter(|x| !before.contains(x))
+                            .copied()
+                            .collect(),
+                        left: before
+                            .iter()
+                            .filter(|x| !members.contains(x))
+                            .copied()
+                            .collect(),
+                    });
+                    before = members.clone();
+                }
+                Mark::Deliver(sender, seq, _) => entries.push(LogEntry {
+                    run: 7,
+                    peer: p as MemberId,
+                    sender: *sender,
+                    seq: *seq,
+                    stamp: None,
+                    sent_us: None,
+                    delivered_us: None,
+                    after: None,
+                    op: None,
+                }),
+                Mark::Completed | Mark::Failed(_) => {}
+            }
+        }
+        logs.push(PeerLog::new(p as MemberId, entries));
+        views.push(vl);
+    }
+    let verdict = check_virtual_synchrony(OrderKind::Total, &logs, &views);
+    match verdict.counterexample {
+        None if verdict.holds => Ok(()),
+        c => Err(format!("mpcomm-check: virtual synchrony violated: {c:?}")),
+    }
+}
+
 /// The liveness properties, after fair delivery.
 fn check_leaf(sc: &Scenario, w: &World, quiet: bool) -> Result<(), String> {
     if !quiet {
         return Err("under fair delivery, the live peers never all completed".into());
     }
+    project_checker(sc, w)?;
     let mut completed = Vec::new();
     for p in 0..N {
         if !w.alive[p] {
