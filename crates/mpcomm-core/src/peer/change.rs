@@ -1035,9 +1035,16 @@ impl Peer {
     /// Whether the failure detector watches member `k`: after completion a
     /// satisfied member may simply have left, and its silence means
     /// nothing. (The deadline and the check must agree, or a deadline that
-    /// never fires would be polled for ever.)
+    /// never fires would be polled for ever.) But a member another
+    /// survivor suspects is watched again: that survivor may still need the
+    /// silent member's records, and only a view change — which we, as the
+    /// next coordinator, may have to start — can give them to it (found by
+    /// the model checker: a completed coordinator-to-be ignored a crash that
+    /// left the third member stuck for ever).
     fn watched(&self, k: usize) -> bool {
-        !(self.phase == Phase::Completed && self.satisfied(k))
+        !(self.phase == Phase::Completed
+            && self.satisfied(k)
+            && !self.hearsay.contains(&(k as MemberId)))
     }
 
     pub(super) fn view_timeouts(&mut self, now: Time) {
