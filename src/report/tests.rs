@@ -15,6 +15,7 @@ fn log(peer: u16, msgs: &[(u16, u64)]) -> PeerLog {
     PeerLog {
         meta: None,
         end: None,
+        views: Vec::new(),
         peer,
         entries: msgs
             .iter()
