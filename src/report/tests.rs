@@ -339,6 +339,10 @@ fn run_dir(tag: &str, failed: bool) -> TempDir {
         report: None,
         report_error: None,
         unreadable_logs: Vec::new(),
+        views: Vec::new(),
+        left: Vec::new(),
+        virtual_synchrony: None,
+        virtual_synchrony_detail: None,
     };
     std::fs::write(
         dir.path().join("summary.json"),
