@@ -17,6 +17,14 @@
 //! 4. **Integrity across views.** A surviving sender delivers its own
 //!    messages; nobody delivers a message twice or one that was never sent.
 //!
+//! A peer's delivery log records the views as *view lines* between its
+//! deliveries (see [`crate::log`]); they are read into
+//! [`PeerLog::views`]. [`check_with_views`] judges a whole run from them
+//! the way the simulator judges a run with faults: virtual synchrony over
+//! every log, the classic properties over the members there from the
+//! first view to the last, and members that left "left in view v", not
+//! missing.
+//!
 //! A log is a list of deliveries with view marks between them: the mark of
 //! view `v` comes before the first delivery of `v`. A member that joined
 //! late starts with the mark of the view that admitted it; a member that
