@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use mpcomm_check::Findings;
+use mpcomm_check::{Findings, ViewFindings};
 
 fn verdict(ok: bool) -> &'static str {
     if ok { "ok" } else { "VIOLATED" }
@@ -153,4 +153,51 @@ fn consistency_rule(f: &Findings) -> &'static str {
     } else {
         "nothing delivered twice or invented"
     }
+}
+
+/// Renders what the view lines say, for a run in which the group changed:
+/// each view after the first, who left (not missing: "left in view v"), and
+/// the virtual-synchrony verdict (ends with a newline).
+pub fn views_table(v: &ViewFindings) -> String {
+    let mut s = String::new();
+    let list = |ms: &[mpcomm_core::MemberId]| {
+        ms.iter()
+            .map(|m| m.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for view in v.views.iter().skip(1) {
+        let mut change = Vec::new();
+        if !view.left.is_empty() {
+            change.push(format!("without {}", list(&view.left)));
+        }
+        if !view.joined.is_empty() {
+            change.push(format!("with {} joining", list(&view.joined)));
+        }
+        let _ = writeln!(
+            s,
+            "  {:<17} {}: members {}{}",
+            "view",
+            view.id,
+            list(&view.members),
+            if change.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", change.join(", "))
+            }
+        );
+    }
+    for l in &v.left {
+        let _ = writeln!(
+            s,
+            "  {:<17} member {} left in view {}",
+            "left", l.member, l.view
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  {:<17} {}",
+        "virtual synchrony", v.virtual_synchrony_detail
+    );
+    s
 }

@@ -349,3 +349,196 @@ fn a_run_directory_supplies_order_and_counts() {
     assert_eq!(v["total_order"], false);
     assert_eq!(v["expected"], 8);
 }
+
+/// One line of a hand-made log with views.
+enum Line {
+    /// A view: id, members, left.
+    V(u32, &'static [u16], &'static [u16]),
+    /// A delivery: sender, seq.
+    D(u16, u64),
+}
+use Line::{D, V};
+
+/// Writes a version-2 `total` log of a run of 3 members sending 2 messages
+/// each, with view lines; `end` as in [`write_v2`].
+fn write_viewed(dir: &Path, peer: u16, lines: &[Line], end: Option<&str>) -> PathBuf {
+    let list = |ms: &[u16]| {
+        ms.iter()
+            .map(|m| m.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut text = format!(
+        "{{\"type\":\"meta\",\"format\":2,\"run\":5,\"peer\":{peer},\"order\":\"total\",\"members\":3,\"messages\":2}}\n"
+    );
+    let mut delivered = 0;
+    for (i, line) in lines.iter().enumerate() {
+        match line {
+            V(id, members, left) => text.push_str(&format!(
+                "{{\"type\":\"view\",\"view\":{id},\"members\":[{}],\"joined\":[],\"left\":[{}],\"t_us\":{}}}\n",
+                list(members),
+                list(left),
+                1000 + 10 * i
+            )),
+            D(sender, seq) => {
+                delivered += 1;
+                text.push_str(&format!(
+                    "{{\"run\":5,\"peer\":{peer},\"sender\":{sender},\"seq\":{seq},\"delivered_us\":{}}}\n",
+                    1000 + 10 * i
+                ));
+            }
+        }
+    }
+    if let Some(status) = end {
+        text.push_str(&format!(
+            "{{\"type\":\"end\",\"status\":\"{status}\",\"delivered\":{delivered}}}\n"
+        ));
+    }
+    let path = dir.join(format!("member-{peer}.jsonl"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Member 2 crashes after its first message; 0 and 1 go on in view 2.
+/// `second` is what member 1 delivers after the first view line.
+fn crash_run(d: &Path, second: &[Line]) -> Vec<PathBuf> {
+    let survivor: &[Line] = &[
+        V(1, &[0, 1, 2], &[]),
+        D(0, 0),
+        D(2, 0),
+        V(2, &[0, 1], &[2]),
+        D(1, 0),
+        D(0, 1),
+        D(1, 1),
+    ];
+    let mut one = vec![V(1, &[0, 1, 2], &[])];
+    for l in second {
+        one.push(match l {
+            V(a, b, c) => V(*a, b, c),
+            D(a, b) => D(*a, *b),
+        });
+    }
+    vec![
+        write_viewed(d, 0, survivor, Some("completed")),
+        write_viewed(d, 1, &one, Some("completed")),
+        write_viewed(d, 2, &[V(1, &[0, 1, 2], &[]), D(0, 0)], None),
+    ]
+}
+
+/// Issue 11, item 5: a run with a view change passes when virtual
+/// synchrony holds, and says who left instead of calling it missing.
+#[test]
+fn a_view_change_is_checked_with_virtual_synchrony() {
+    let d = temp_dir("view-ok");
+    let logs = crash_run(
+        d.path(),
+        &[
+            D(0, 0),
+            D(2, 0),
+            V(2, &[0, 1], &[2]),
+            D(1, 0),
+            D(0, 1),
+            D(1, 1),
+        ],
+    );
+    let paths: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+    let out = check(&paths, &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("member 2 left in view 2"), "{t}");
+    assert!(t.contains("virtual synchrony ok (1 view changes)"), "{t}");
+    assert!(
+        t.contains("view              2: members 0, 1 (without 2)"),
+        "{t}"
+    );
+    let out = check(&paths, &["--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["passed"], true, "{v}");
+    assert_eq!(v["virtual_synchrony"], true, "{v}");
+    assert_eq!(v["left"], serde_json::json!([{"member": 2, "view": 2}]));
+    assert_eq!(v["views"].as_array().map(Vec::len), Some(2), "{v}");
+    assert_eq!(v["views"][1]["left"], serde_json::json!([2]));
+    assert!(
+        v["missing_logs"].as_array().is_none_or(Vec::is_empty),
+        "{v}"
+    );
+    // The crashed member's log stays on its host: the survivors' pass alone.
+    let out = check(&paths[..2], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// Member 1 delivers member 2's last message only after the view change:
+/// the survivors did not deliver the same set in view 1.
+#[test]
+fn a_violation_of_virtual_synchrony_fails_the_check() {
+    let d = temp_dir("view-bad");
+    let logs = crash_run(
+        d.path(),
+        &[
+            D(0, 0),
+            V(2, &[0, 1], &[2]),
+            D(2, 0),
+            D(1, 0),
+            D(0, 1),
+            D(1, 1),
+        ],
+    );
+    let paths: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+    let out = check(&paths, &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("virtual synchrony VIOLATED: peers 0 and 1"),
+        "{t}"
+    );
+    let out = check(&paths, &["--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["passed"], false, "{v}");
+    assert_eq!(v["virtual_synchrony"], false, "{v}");
+    let why = v["virtual_synchrony_detail"]["counterexample"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(why.contains("different sets in it"), "{v}");
+}
+
+/// Logs whose only view line is the first view are checked exactly as logs
+/// without view lines: same output, no view keys.
+#[test]
+fn logs_without_a_view_change_are_checked_as_before() {
+    let plain = temp_dir("view-none-plain");
+    let viewed = temp_dir("view-none-viewed");
+    let run = ("total", 2, 2);
+    let mut with_views = Vec::new();
+    let mut without = Vec::new();
+    for peer in 0..2u16 {
+        let p = write_v2(
+            plain.path(),
+            &format!("member-{peer}.jsonl"),
+            run,
+            peer,
+            &GOOD,
+            Some("completed"),
+        );
+        let text = std::fs::read_to_string(&p).unwrap();
+        let (meta, rest) = text.split_once('\n').unwrap();
+        let v = viewed.path().join(format!("member-{peer}.jsonl"));
+        std::fs::write(
+            &v,
+            format!("{meta}\n{{\"type\":\"view\",\"view\":1,\"members\":[0,1]}}\n{rest}"),
+        )
+        .unwrap();
+        without.push(p);
+        with_views.push(v);
+    }
+    let a: Vec<&Path> = without.iter().map(PathBuf::as_path).collect();
+    let b: Vec<&Path> = with_views.iter().map(PathBuf::as_path).collect();
+    for extra in [&[][..], &["--json"][..]] {
+        let (x, y) = (check(&a, extra), check(&b, extra));
+        assert_eq!(x.status.code(), Some(0), "{}", text(&x));
+        assert_eq!(
+            String::from_utf8_lossy(&x.stdout).replace(plain.path().to_str().unwrap(), "D"),
+            String::from_utf8_lossy(&y.stdout).replace(viewed.path().to_str().unwrap(), "D"),
+        );
+        assert!(!text(&y).contains("virtual"), "{}", text(&y));
+    }
+}

@@ -366,6 +366,18 @@ async fn finish_server(server: &mut Proc, limit: Duration) -> RunReport {
             "stdout and summary.json differ on {key}"
         );
     }
+    // Every member's log starts with the first view's line (issue 11):
+    // the server lists the views it read, the first being view 1.
+    if summary["passed"] == true {
+        assert_eq!(
+            summary["views"][0]["id"], 1,
+            "no view 1 in summary.json: {summary}"
+        );
+    }
+    assert_eq!(
+        json["views"], summary["views"],
+        "stdout and summary.json differ on views"
+    );
     // Shown only when the test fails (or with --nocapture).
     eprintln!("{} summary: {summary}", server.label);
     RunReport {

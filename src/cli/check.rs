@@ -27,7 +27,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 use mpcomm_check::log::{LogStatus, spec_from_meta};
-use mpcomm_check::{Findings, PeerLog, RunSpec, check_detailed};
+use mpcomm_check::{Findings, PeerLog, RunSpec, check_detailed, check_with_views};
 use mpcomm_core::{MemberId, OrderKind};
 use serde::Deserialize;
 
@@ -281,9 +281,24 @@ fn read(path: &Path) -> anyhow::Result<PeerLog> {
 }
 
 fn report(args: &CheckArgs, loaded: &Loaded) -> anyhow::Result<ExitCode> {
-    let (findings, violations) = check_detailed(&loaded.spec, &loaded.logs);
+    // A run whose logs record a view change is judged as the simulator
+    // judges a run with faults (members that left are not missing), and
+    // virtual synchrony is checked too; any other run exactly as before.
+    let (findings, violations, views) = match check_with_views(&loaded.spec, &loaded.logs) {
+        Some((f, v, views)) => (f, v, Some(views)),
+        None => {
+            let (f, v) = check_detailed(&loaded.spec, &loaded.logs);
+            (f, v, None)
+        }
+    };
     if args.json {
-        println!("{}", serde_json::to_string(&findings)?);
+        let mut json = serde_json::to_value(&findings)?;
+        if let (Some(views), Some(obj)) = (&views, json.as_object_mut())
+            && let serde_json::Value::Object(extra) = serde_json::to_value(views)?
+        {
+            obj.extend(extra);
+        }
+        println!("{json}");
     } else {
         println!(
             "Checked {} log(s) of order {} ({} members, {} messages per member):",
@@ -296,6 +311,9 @@ fn report(args: &CheckArgs, loaded: &Loaded) -> anyhow::Result<ExitCode> {
             println!("  the run FAILED: {e}");
         }
         print!("{}", mpcomm_cli::summary::findings_table(&findings));
+        if let Some(views) = &views {
+            print!("{}", mpcomm_cli::summary::views_table(views));
+        }
         if !findings.complete {
             print!("{}", members_table(loaded, &findings));
         }

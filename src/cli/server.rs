@@ -317,6 +317,16 @@ fn show(outcome: &RunOutcome, json: bool) -> anyhow::Result<()> {
     if let Some(f) = &outcome.findings {
         print!("{}", mpcomm_cli::summary::findings_table(f));
     }
+    if let (Some(vs), Some(detail)) = (outcome.virtual_synchrony, &outcome.virtual_synchrony_detail)
+    {
+        let views = mpcomm_check::ViewFindings {
+            views: outcome.views.clone(),
+            left: outcome.left.clone(),
+            virtual_synchrony: vs,
+            virtual_synchrony_detail: detail.clone(),
+        };
+        print!("{}", mpcomm_cli::summary::views_table(&views));
+    }
     for e in &outcome.unreadable_logs {
         println!("  unreadable log: {e}");
     }

@@ -201,6 +201,7 @@ mod tests {
         PeerLog {
             meta: None,
             end: None,
+            views: Vec::new(),
             peer: 0,
             entries: times
                 .iter()

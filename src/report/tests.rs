@@ -15,6 +15,7 @@ fn log(peer: u16, msgs: &[(u16, u64)]) -> PeerLog {
     PeerLog {
         meta: None,
         end: None,
+        views: Vec::new(),
         peer,
         entries: msgs
             .iter()
@@ -338,6 +339,10 @@ fn run_dir(tag: &str, failed: bool) -> TempDir {
         report: None,
         report_error: None,
         unreadable_logs: Vec::new(),
+        views: Vec::new(),
+        left: Vec::new(),
+        virtual_synchrony: None,
+        virtual_synchrony_detail: None,
     };
     std::fs::write(
         dir.path().join("summary.json"),

@@ -44,8 +44,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use mpcomm::keyfile::KeySource;
-use mpcomm_check::LogEntry;
 use mpcomm_check::log::{EndStatus, LogEnd, LogMeta, Messages};
+use mpcomm_check::{LogEntry, ViewMark};
 use mpcomm_core::{KeyRing, OrderKind, Stats};
 use mpcomm_sim::NetProfile;
 use rand::{Rng, SeedableRng};
@@ -748,8 +748,22 @@ async fn run_group(
         let flush_due = log.flush_due();
         tokio::select! {
             ev = rx.next() => match ev {
-                // (Recorded in the log once the log's view lines land.)
-                Some(GroupEvent::View { .. }) => {}
+                // A new view: recorded between the deliveries, where it
+                // happened (the deliveries after it belong to it).
+                Some(GroupEvent::View { id, members, joined, left }) => {
+                    let mark = ViewMark {
+                        at: usize::try_from(log.delivered).unwrap_or(usize::MAX),
+                        id,
+                        members,
+                        joined,
+                        left,
+                        t_us: Some(wall_clock_us()),
+                    };
+                    if let Err(e) = log.view(&mark) {
+                        failure = Some(format!("{e:#}"));
+                        break;
+                    }
+                }
                 Some(GroupEvent::Delivery(d)) => {
                     let sent_us = d
                         .payload

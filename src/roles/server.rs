@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use mpcomm_check::{Findings, RunSpec};
+use mpcomm_check::{Findings, LeftMember, RunSpec, RunView, VirtualSynchrony};
 use mpcomm_core::{KeyRing, MemberId, OrderKind};
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -211,6 +211,20 @@ pub struct RunOutcome {
     /// delivered is consistent.
     #[serde(flatten)]
     pub findings: Option<Findings>,
+    /// The views the members' logs record (id, members, joined, left):
+    /// the first view, and one more each time the group changed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub views: Vec<RunView>,
+    /// Members that left the group, each with the first view without it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left: Vec<LeftMember>,
+    /// Whether virtual synchrony holds, when the group changed during the
+    /// run (absent when it did not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virtual_synchrony: Option<bool>,
+    /// The virtual-synchrony verdict with its first counter-example.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virtual_synchrony_detail: Option<VirtualSynchrony>,
 }
 
 /// Progress of a run, for whoever shows it.
@@ -475,12 +489,23 @@ impl Server {
         let dir = run_dir.clone();
         let checked = tokio::task::spawn_blocking(move || {
             let (logs, problems) = reports::read_logs(&dir, &ids);
-            (mpcomm_check::check(&spec, &logs), problems)
+            let views = mpcomm_check::views::run_views(&logs);
+            // A run in which the group changed is judged with its views
+            // (members that left are not missing; virtual synchrony).
+            match mpcomm_check::check_with_views(&spec, &logs) {
+                Some((f, _, vf)) => (f, problems, views, Some(vf)),
+                None => (mpcomm_check::check(&spec, &logs), problems, views, None),
+            }
         })
         .await;
-        let (findings, unreadable_logs) = match checked {
-            Ok((f, problems)) => (Some(f), problems),
-            Err(e) => (None, vec![format!("checking the logs crashed: {e}")]),
+        let (findings, unreadable_logs, views, view_findings) = match checked {
+            Ok((f, problems, views, vf)) => (Some(f), problems, views, vf),
+            Err(e) => (
+                None,
+                vec![format!("checking the logs crashed: {e}")],
+                Vec::new(),
+                None,
+            ),
         };
         let passed = error.is_none()
             && unreadable_logs.is_empty()
@@ -500,6 +525,13 @@ impl Server {
             report_error: None,
             unreadable_logs,
             findings,
+            views,
+            left: view_findings
+                .as_ref()
+                .map(|v| v.left.clone())
+                .unwrap_or_default(),
+            virtual_synchrony: view_findings.as_ref().map(|v| v.virtual_synchrony),
+            virtual_synchrony_detail: view_findings.map(|v| v.virtual_synchrony_detail),
         };
         // The summary names the report before it exists, because the report
         // is drawn from the summary; if drawing fails, the summary is

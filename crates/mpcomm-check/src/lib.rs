@@ -333,7 +333,10 @@ pub use latency::Latency;
 pub use log::{EndStatus, LogEnd, LogMeta, LogStatus, Messages};
 pub use rounds::{Rounds, original_unordered_rounds, unordered_rounds};
 pub use states::{PeerState, StatesViolation, Step};
-pub use views::{ViewLog, ViewMark, VirtualSynchrony, check_virtual_synchrony};
+pub use views::{
+    LeftMember, RunView, ViewFindings, ViewLog, ViewMark, VirtualSynchrony,
+    check_virtual_synchrony, check_with_views,
+};
 pub use violation::{
     AgreementViolation, CausalReason, CausalViolation, FifoViolation, IntegrityViolation, Property,
     TotalOrderViolation, Violation,
@@ -398,6 +401,10 @@ pub struct PeerLog {
     /// The log's end line (version 2), if it has one: a log with a meta
     /// line and no end line is partial.
     pub end: Option<log::LogEnd>,
+    /// The views the member installed, from the log's view lines, in order;
+    /// each mark's `at` is the number of deliveries before it. Empty in a
+    /// log without view lines (older logs, and logs held in memory).
+    pub views: Vec<views::ViewMark>,
 }
 
 impl PeerLog {
@@ -409,6 +416,7 @@ impl PeerLog {
             entries,
             meta: None,
             end: None,
+            views: Vec::new(),
         }
     }
 

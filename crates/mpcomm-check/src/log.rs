@@ -19,6 +19,15 @@
 //!   `sender` and `seq` are required; `stamp`, `sent_us`, `delivered_us`
 //!   and the workload's `after` and `op` (see [`crate::workload`]) may be
 //!   absent (or `null`).
+//! * A **view** line comes between deliveries whenever the member installs
+//!   a new view of the group (see [`crate::views`]): the first view (id 1,
+//!   every member) before the first delivery, and a new one each time a
+//!   member leaves (crashed, excluded) or joins:
+//!   `{"type":"view","view":2,"members":[0,1,3],"joined":[],"left":[2],"t_us":…}`.
+//!   `view` and `members` are required, `joined` and `left` default to
+//!   empty, `t_us` (when the member installed it) may be absent. Deliveries
+//!   after a view line belong to that view. They are read into
+//!   [`PeerLog::views`], each with the number of deliveries before it.
 //! * The **end** line comes last ([`LogEnd`]): written when the run ended,
 //!   it says how (`completed` or `failed`, with the error) and how many
 //!   deliveries precede it.
@@ -66,6 +75,7 @@ use serde_json::error::Category;
 use thiserror::Error;
 
 use crate::properties::common_run;
+use crate::views::ViewMark;
 use crate::{LogEntry, PeerLog, RunSpec};
 
 /// The log format this crate writes (and the newest it reads).
@@ -254,6 +264,14 @@ pub enum LogErrorKind {
     MetaNotFirst,
     /// A line after the end line.
     AfterEnd,
+    /// A view line whose id is not above the previous view line's: views
+    /// are installed in increasing order.
+    ViewOrder {
+        /// The previous view line's id.
+        previous: u32,
+        /// This line's.
+        found: u32,
+    },
     /// A meta line of a format this reader does not know.
     Format(u32),
     /// The end line's count of deliveries differs from the log's.
@@ -308,7 +326,7 @@ impl fmt::Display for LogError {
             ),
             LogErrorKind::UnknownType(t) => write!(
                 f,
-                "unknown line type {t:?} (this mpcomm reads \"meta\", \"end\" and deliveries): written by a newer mpcomm?"
+                "unknown line type {t:?} (this mpcomm reads \"meta\", \"view\", \"end\" and deliveries): written by a newer mpcomm?"
             ),
             LogErrorKind::MetaNotFirst => {
                 write!(f, "a meta line must be the first line of a log")
@@ -316,6 +334,10 @@ impl fmt::Display for LogError {
             LogErrorKind::AfterEnd => write!(
                 f,
                 "a line after the end line (logs of two runs in one file?)"
+            ),
+            LogErrorKind::ViewOrder { previous, found } => write!(
+                f,
+                "view {found} after view {previous}: a log's views must have increasing ids"
             ),
             LogErrorKind::Format(n) => write!(
                 f,
@@ -327,6 +349,22 @@ impl fmt::Display for LogError {
             ),
         }
     }
+}
+
+/// A view line as written and read: [`ViewMark`] without `at` (the line's
+/// place among the deliveries says that).
+#[derive(Serialize, Deserialize)]
+struct ViewLine {
+    /// The view's id. (`id` is accepted too: the first plan named it so.)
+    #[serde(alias = "id")]
+    view: u32,
+    members: Vec<MemberId>,
+    #[serde(default)]
+    joined: Vec<MemberId>,
+    #[serde(default)]
+    left: Vec<MemberId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    t_us: Option<u64>,
 }
 
 /// A line with a `"type"` key, for dispatching; every other key is read
@@ -447,6 +485,32 @@ pub fn read_log(mut reader: impl BufRead, source: &str) -> Result<PeerLog, LogEr
                 owner = Some((meta.peer, meta.run));
                 log.meta = Some(meta);
             }
+            Some("view") => {
+                let line: ViewLine = match serde_json::from_slice(&buf) {
+                    Ok(line) => line,
+                    Err(e) if partial_v2 && cut(&e) => break,
+                    Err(e) => return Err(parse_error(e)),
+                };
+                if let Some(previous) = log.views.last().map(|v| v.id)
+                    && line.view <= previous
+                {
+                    return Err(err(
+                        Some(number),
+                        LogErrorKind::ViewOrder {
+                            previous,
+                            found: line.view,
+                        },
+                    ));
+                }
+                log.views.push(ViewMark {
+                    at: log.entries.len(),
+                    id: line.view,
+                    members: line.members,
+                    joined: line.joined,
+                    left: line.left,
+                    t_us: line.t_us,
+                });
+            }
             Some("end") => {
                 let end: LogEnd = match serde_json::from_slice(&buf) {
                     Ok(end) => end,
@@ -528,12 +592,27 @@ pub fn write_entry(w: &mut impl Write, e: &LogEntry) -> io::Result<()> {
 #[serde(tag = "type", rename_all = "lowercase")]
 enum TypedLine<'a> {
     Meta(&'a LogMeta),
+    View(ViewLine),
     End(&'a LogEnd),
 }
 
 /// Writes the meta line (`{"type":"meta",…}` and a newline).
 pub fn write_meta(w: &mut impl Write, meta: &LogMeta) -> io::Result<()> {
     serde_json::to_writer(&mut *w, &TypedLine::Meta(meta))?;
+    w.write_all(b"\n")
+}
+
+/// Writes a view line (`{"type":"view","view":…,"members":[…],"joined":[…],"left":[…],"t_us":…}`
+/// and a newline); the mark's `at` is not written, the line's place says it.
+pub fn write_view(w: &mut impl Write, view: &ViewMark) -> io::Result<()> {
+    let line = ViewLine {
+        view: view.id,
+        members: view.members.clone(),
+        joined: view.joined.clone(),
+        left: view.left.clone(),
+        t_us: view.t_us,
+    };
+    serde_json::to_writer(&mut *w, &TypedLine::View(line))?;
     w.write_all(b"\n")
 }
 
@@ -987,9 +1066,9 @@ mod tests {
             (format!("{E0}{META}"), 2, LogErrorKind::MetaNotFirst),
             (format!("{META}{E0}{end1}{E1}"), 4, LogErrorKind::AfterEnd),
             (
-                format!("{META}{E0}{{\"type\":\"view\",\"id\":1}}\n"),
+                format!("{META}{E0}{{\"type\":\"snapshot\",\"id\":1}}\n"),
                 3,
-                LogErrorKind::UnknownType("view".into()),
+                LogErrorKind::UnknownType("snapshot".into()),
             ),
             (
                 format!("{META}{E0}{E1}{end1}"),
@@ -1058,5 +1137,146 @@ mod tests {
             e,
             "a and b disagree on the run's order (fifo and total): logs of different runs?"
         );
+    }
+
+    // ---------------------------------------------------------- view lines
+
+    const V1: &str =
+        "{\"type\":\"view\",\"view\":1,\"members\":[0,1,2],\"joined\":[],\"left\":[],\"t_us\":5}\n";
+    const V2: &str =
+        "{\"type\":\"view\",\"view\":2,\"members\":[0,1],\"joined\":[],\"left\":[2],\"t_us\":15}\n";
+
+    fn view(at: usize, id: u32, members: &[MemberId], left: &[MemberId], t: u64) -> ViewMark {
+        ViewMark {
+            at,
+            id,
+            members: members.to_vec(),
+            joined: vec![],
+            left: left.to_vec(),
+            t_us: Some(t),
+        }
+    }
+
+    #[test]
+    fn view_lines_round_trip_between_deliveries() {
+        let end1 = "{\"type\":\"end\",\"status\":\"completed\",\"delivered\":2}\n";
+        let text = format!("{META}{V1}{E0}{V2}{E1}{end1}");
+        let log = read(&text).unwrap();
+        assert_eq!(
+            log.views,
+            vec![
+                view(0, 1, &[0, 1, 2], &[], 5),
+                view(1, 2, &[0, 1], &[2], 15)
+            ]
+        );
+        assert_eq!(log.entries.len(), 2);
+        assert_eq!(log.status(), LogStatus::Completed);
+        // Writing the same log gives the same text, byte for byte.
+        let mut out = Vec::new();
+        write_meta(&mut out, log.meta.as_ref().unwrap()).unwrap();
+        let mut marks = log.views.iter().peekable();
+        for (i, e) in log.entries.iter().enumerate() {
+            while let Some(v) = marks.next_if(|v| v.at == i) {
+                write_view(&mut out, v).unwrap();
+            }
+            write_entry(&mut out, e).unwrap();
+        }
+        write_end(&mut out, log.end.as_ref().unwrap()).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), text);
+        // Optional fields may be absent; `id` is read as `view`.
+        let bare = "{\"type\":\"view\",\"id\":3,\"members\":[0]}\n";
+        let log = read(&format!("{META}{V1}{V2}{bare}")).unwrap();
+        assert_eq!(
+            log.views[2],
+            ViewMark {
+                at: 0,
+                id: 3,
+                members: vec![0],
+                joined: vec![],
+                left: vec![],
+                t_us: None
+            }
+        );
+        // A view as the last thing a killed member wrote.
+        let log = read(&format!("{META}{V1}{E0}{V2}")).unwrap();
+        assert_eq!(log.views.len(), 2);
+        assert_eq!(log.status(), LogStatus::Partial);
+    }
+
+    #[test]
+    fn logs_without_view_lines_read_as_before() {
+        for text in [OK.to_string(), format!("{META}{E0}{E1}")] {
+            let log = read(&text).unwrap();
+            assert!(log.views.is_empty());
+            assert_eq!(log.entries.len(), 2.min(text.lines().count()));
+        }
+    }
+
+    #[test]
+    fn bad_view_lines_are_errors_naming_the_line() {
+        let cases: Vec<(String, usize, LogErrorKind)> = vec![
+            (
+                format!("{META}{V1}{E0}{{\"type\":\"view\",\"view\":2}}\n"),
+                4,
+                LogErrorKind::MissingField("members".into()),
+            ),
+            (
+                format!("{META}{V1}{{\"type\":\"view\",\"members\":[0]}}\n"),
+                3,
+                LogErrorKind::MissingField("view".into()),
+            ),
+            (
+                format!("{META}{V1}{}", V2.replace("[0,1]", "\"0,1\"")),
+                3,
+                LogErrorKind::BadJson(String::new()),
+            ),
+            (
+                format!("{META}{V1}{}", V2.replace("\"view\":2", "\"view\":-2")),
+                3,
+                LogErrorKind::BadJson(String::new()),
+            ),
+            (
+                format!("{META}{V2}{E0}{V1}"),
+                4,
+                LogErrorKind::ViewOrder {
+                    previous: 2,
+                    found: 1,
+                },
+            ),
+            (
+                format!("{META}{V1}{V1}"),
+                3,
+                LogErrorKind::ViewOrder {
+                    previous: 1,
+                    found: 1,
+                },
+            ),
+            (
+                format!(
+                    "{META}{V1}{{\"type\":\"end\",\"status\":\"completed\",\"delivered\":0}}\n{V2}"
+                ),
+                4,
+                LogErrorKind::AfterEnd,
+            ),
+        ];
+        for (text, line, kind) in cases {
+            let e = read(&text).unwrap_err();
+            assert_eq!(e.line, Some(line), "{text:?}: {e}");
+            match (&e.kind, &kind) {
+                (LogErrorKind::BadJson(_), LogErrorKind::BadJson(_)) => {}
+                _ => assert_eq!(e.kind, kind, "{text:?}: {e}"),
+            }
+        }
+        let e = read(&format!("{META}{V2}{V1}")).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "member-1.jsonl, line 3: view 1 after view 2: a log's views must have increasing ids"
+        );
+        // A view line cut by a kill ends a partial log; in a version-1 log
+        // it is an error.
+        let log = read(&format!("{META}{E0}{}", &V2[..20])).unwrap();
+        assert!(log.views.is_empty());
+        let e = read(&format!("{OK}{}", &V2[..20])).unwrap_err();
+        assert_eq!((e.kind, e.line), (LogErrorKind::Truncated, Some(2)));
     }
 }

@@ -28,6 +28,7 @@ fn log(peer: u16, msgs: &[(u16, u64)]) -> PeerLog {
     PeerLog {
         meta: None,
         end: None,
+        views: Vec::new(),
         peer,
         entries: msgs.iter().map(|&(s, q)| entry(peer, s, q)).collect(),
     }
@@ -890,6 +891,7 @@ proptest! {
             .map(|(peer, entries)| PeerLog {
                 meta: None,
                 end: None,
+                views: Vec::new(),
                 peer: peer % 8,
                 entries: entries
                     .into_iter()

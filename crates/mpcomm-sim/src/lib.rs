@@ -826,6 +826,7 @@ impl<'a> Sim<'a> {
                             members: members.clone(),
                             joined: joined.clone(),
                             left: left.clone(),
+                            t_us: Some(now.as_micros()),
                         });
                         self.views.entry(id).or_insert(ViewSummary {
                             id,

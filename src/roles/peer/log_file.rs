@@ -2,7 +2,8 @@
 //!
 //! The log is in the format of [`mpcomm_check::log`], version 2: a meta
 //! line (run, member, order, group size, messages), one line per
-//! delivered message, and an end line (completed or failed, and why). The
+//! delivered message with a view line wherever the member installed a new
+//! view of the group (the first one before any delivery), and an end line (completed or failed, and why). The
 //! promise, and how it is kept:
 //!
 //! * **Every delivery is in the file within 100 ms** ([`FLUSH_EVERY`]):
@@ -37,8 +38,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use mpcomm_check::LogEntry;
 use mpcomm_check::log::{LogEnd, LogMeta};
+use mpcomm_check::{LogEntry, ViewMark};
 use tokio::time::Instant;
 
 /// A delivery is written to the log file at most this long after it was
@@ -99,6 +100,14 @@ impl LogFile {
         self.put_line()?;
         self.delivered += 1;
         Ok(())
+    }
+
+    /// Writes a view line: the member installed a new view of the group
+    /// (the deliveries after it belong to that view). Not counted as a
+    /// delivery.
+    pub(super) fn view(&mut self, mark: &ViewMark) -> anyhow::Result<()> {
+        mpcomm_check::log::write_view(&mut self.line, mark)?;
+        self.put_line()
     }
 
     /// When the buffer must be flushed next, if it holds anything.
