@@ -545,6 +545,7 @@ fn project_checker(sc: &Scenario, w: &World) -> Result<(), String> {
                 Mark::View(id, members) => {
                     vl.marks.push(ViewMark {
                         at: entries.len(),
+                        t_us: None,
                         id: *id,
                         members: members.clone(),
                         joined: members
