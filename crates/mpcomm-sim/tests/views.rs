@@ -42,6 +42,18 @@ fn ms(x: u64) -> Duration {
     Duration::from_millis(x)
 }
 
+/// A run of `peers` × `messages` with one fault and the suite's detector.
+fn with_fault(peers: usize, messages: u64, seed: u64, fault: Fault) -> SimConfig {
+    SimConfig {
+        peers,
+        messages,
+        seed,
+        suspect_after: SUSPECT,
+        faults: vec![fault],
+        ..SimConfig::default()
+    }
+}
+
 /// Case `i`: group size, messages, network and faults all vary with `i`.
 fn case(i: u64, order: OrderKind) -> SimConfig {
     let peers = 3 + (i % 6) as usize;
@@ -183,17 +195,15 @@ fn none_survives_faults() {
 /// crashed member is "left", not "missing".
 #[test]
 fn a_crash_becomes_a_view_change() {
-    let cfg = SimConfig {
-        peers: 4,
-        messages: 40,
-        seed: 11,
-        suspect_after: SUSPECT,
-        faults: vec![Fault::Crash {
+    let cfg = with_fault(
+        4,
+        40,
+        11,
+        Fault::Crash {
             member: 2,
             at: ms(1000),
-        }],
-        ..SimConfig::default()
-    };
+        },
+    );
     let out = run(&cfg);
     assert!(out.ok(), "{}", describe(&cfg, &out));
     assert_eq!(out.survivors, vec![0, 1, 3]);
@@ -214,18 +224,16 @@ fn a_crash_becomes_a_view_change() {
 /// delivers from that view on.
 #[test]
 fn a_restarted_member_joins_the_next_view() {
-    let cfg = SimConfig {
-        peers: 4,
-        messages: 40,
-        seed: 12,
-        suspect_after: SUSPECT,
-        faults: vec![Fault::Restart {
+    let cfg = with_fault(
+        4,
+        40,
+        12,
+        Fault::Restart {
             member: 1,
             at: ms(800),
             down: ms(300),
-        }],
-        ..SimConfig::default()
-    };
+        },
+    );
     let out = run(&cfg);
     assert!(out.ok(), "{}", describe(&cfg, &out));
     assert_eq!(out.survivors, vec![0, 1, 2, 3]);
@@ -247,18 +255,16 @@ fn a_restarted_member_joins_the_next_view() {
 /// group never splits: the others complete without it.
 #[test]
 fn a_paused_member_is_excluded_and_stops() {
-    let cfg = SimConfig {
-        peers: 5,
-        messages: 80,
-        seed: 13,
-        suspect_after: SUSPECT,
-        faults: vec![Fault::Pause {
+    let cfg = with_fault(
+        5,
+        80,
+        13,
+        Fault::Pause {
             member: 3,
             at: ms(1000),
             length: ms(2500),
-        }],
-        ..SimConfig::default()
-    };
+        },
+    );
     let out = run(&cfg);
     assert!(out.ok(), "{}", describe(&cfg, &out));
     assert_eq!(out.survivors, vec![0, 1, 2, 4]);
@@ -270,23 +276,20 @@ fn a_paused_member_is_excluded_and_stops() {
     );
 }
 
-/// Half of a group cut off: neither half is a majority of four, so nobody
-/// goes on alone — the group stops rather than split; with five members,
-/// the three go on and the two stop.
+/// Two of five members cut off: the three, a majority, go on; the two
+/// stop rather than split the group.
 #[test]
 fn only_a_majority_goes_on() {
-    let cfg = SimConfig {
-        peers: 5,
-        messages: 60,
-        seed: 14,
-        suspect_after: SUSPECT,
-        faults: vec![Fault::Partition {
+    let cfg = with_fault(
+        5,
+        60,
+        14,
+        Fault::Partition {
             side: vec![3, 4],
             at: ms(900),
             length: ms(3000),
-        }],
-        ..SimConfig::default()
-    };
+        },
+    );
     let out = run(&cfg);
     assert!(out.ok(), "{}", describe(&cfg, &out));
     assert_eq!(out.survivors, vec![0, 1, 2]);

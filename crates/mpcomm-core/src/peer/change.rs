@@ -1165,8 +1165,8 @@ impl Peer {
             // time alone would exclude a live member whose reports were
             // lost a few times (seen failing: three reports lost in a
             // row cost a healthy majority its majority).
-            let long = now.saturating_since(coord.proposed_at) >= self.cfg.suspect_after * 3;
             let since_proposal = now.saturating_since(coord.proposed_at);
+            let long = since_proposal >= self.cfg.suspect_after * 3;
             for id in waiting {
                 self.queue_message(id, ViewMsgKind::Propose, &items);
                 let silent = now.saturating_since(self.members[usize::from(id)].last_heard)
